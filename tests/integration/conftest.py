@@ -1,0 +1,79 @@
+"""Integration fixtures: a real Ray Serve application with the real vLLM CPU engines,
+started once per session on a free port and stopped afterwards (only what we started)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from serve.config.loader import load_config
+from serve.config.schema import FrugalConfig
+
+APP_NAME = "frugal-test"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Service:
+    base_url: str
+    config: FrugalConfig
+
+    def engine_handle(self, pool: str):
+        from ray import serve
+
+        return serve.get_deployment_handle(f"engine-{pool}", app_name=APP_NAME)
+
+
+@pytest.fixture(scope="session")
+def service() -> Iterator[Service]:
+    import ray
+    from ray import serve
+
+    from serve.builder import build_app
+
+    if ray.is_initialized():
+        pytest.fail("Ray is already initialised in the test process")
+    config = load_config()
+    port = free_port()
+    ray.init(include_dashboard=False, log_to_driver=False, namespace=f"frugal-test-{os.getpid()}")
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(build_app(config), name=APP_NAME, route_prefix="/")
+        yield Service(base_url=f"http://127.0.0.1:{port}", config=config)
+    finally:
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def client(service: Service):
+    from openai import OpenAI
+
+    return OpenAI(base_url=f"{service.base_url}/v1", api_key="not-needed", max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def chat_model(service: Service) -> str:
+    return next(m.name for m in service.config.models if m.task == "chat")
+
+
+@pytest.fixture(scope="session")
+def embed_model(service: Service) -> str:
+    return next(m.name for m in service.config.models if m.task == "embed")
