@@ -3,15 +3,37 @@ one router ingress holding their handles."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ray import serve
 from ray.serve import Application
+from ray.util.accelerators import accelerators as ray_accelerators
 
 from serve.config.schema import FrugalConfig, PoolConfig
 from serve.constants import ENGINE_HEALTH_CHECK_PERIOD_S, ENGINE_HEALTH_CHECK_TIMEOUT_S
 from serve.engine.deployment import EngineDeployment
 from serve.router.deployment import RouterDeployment
+
+
+CPU_ACCELERATOR_TYPE = "CPU"
+
+
+@dataclass(frozen=True)
+class DeploymentPlan:
+    """One engine deployment as ``build_app`` creates it; inspectable without Ray running."""
+
+    name: str
+    model_name: str
+    pool_name: str
+    options: dict[str, Any]  # the keyword arguments of ``Deployment.options``
+
+
+def ray_accelerator_types() -> frozenset[str]:
+    """The accelerator type names Ray defines (``ray.util.accelerators``), e.g. "T4", "H100"."""
+    return frozenset(
+        value for name, value in vars(ray_accelerators).items() if not name.startswith("_") and isinstance(value, str)
+    )
 
 
 def engine_deployment_options(pool: PoolConfig) -> dict[str, Any]:
@@ -46,15 +68,36 @@ def engine_deployment_options(pool: PoolConfig) -> dict[str, Any]:
     return options
 
 
+def plan_deployments(config: FrugalConfig) -> list[DeploymentPlan]:
+    """One plan per pool, in config order.
+
+    Raises ``ValueError`` naming the pool when its accelerator type is neither "CPU" nor one
+    Ray defines: Ray accepts any string, and a misspelt one leaves the replicas pending for a
+    node that never comes.
+    """
+    known = ray_accelerator_types()
+    plans = []
+    for model in config.models:
+        for pool in model.pools:
+            if pool.accelerator_type != CPU_ACCELERATOR_TYPE and pool.accelerator_type not in known:
+                raise ValueError(
+                    f"pool {pool.name!r}: unknown accelerator_type {pool.accelerator_type!r}; "
+                    f"use {CPU_ACCELERATOR_TYPE!r} or one of Ray's: {sorted(known)}"
+                )
+            options = engine_deployment_options(pool)
+            plans.append(DeploymentPlan(options["name"], model.name, pool.name, options))
+    return plans
+
+
 def build_app(config: FrugalConfig, engine_factory: Any = None) -> Application:
     """The whole application. ``engine_factory`` replaces the vLLM engine (tests only)."""
-    handles: dict[str, dict[str, Application]] = {}
-    for model in config.models:
-        handles[model.name] = {}
-        for pool in model.pools:
-            deployment = serve.deployment(EngineDeployment).options(**engine_deployment_options(pool))
-            args = (model, pool) if engine_factory is None else (model, pool, engine_factory)
-            handles[model.name][pool.name] = deployment.bind(*args)
+    pools = {pool.name: (model, pool) for model in config.models for pool in model.pools}
+    handles: dict[str, dict[str, Application]] = {model.name: {} for model in config.models}
+    for plan in plan_deployments(config):
+        model, pool = pools[plan.pool_name]
+        deployment = serve.deployment(EngineDeployment).options(**plan.options)
+        args = (model, pool) if engine_factory is None else (model, pool, engine_factory)
+        handles[plan.model_name][plan.pool_name] = deployment.bind(*args)
     router = serve.deployment(RouterDeployment).options(
         name="router",
         num_replicas=config.router.num_replicas,

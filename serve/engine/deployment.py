@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 def make_engine(model: ModelConfig, pool: PoolConfig) -> Engine:
     from serve.engine.vllm_engine import VLLMEngine
 
-    return VLLMEngine(model.name, model.task, pool.engine)
+    return VLLMEngine(model.name, model.task, pool.engine, on_cpu=pool.accelerator_type == "CPU")
 
 
 class EngineDeployment:

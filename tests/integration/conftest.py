@@ -12,6 +12,7 @@ import pytest
 
 from serve.config.loader import load_config
 from serve.config.schema import FrugalConfig
+from serve.constants import RAY_ENV_DEFAULTS
 
 APP_NAME = "frugal-test"
 
@@ -48,6 +49,8 @@ def service() -> Iterator[Service]:
 
     if ray.is_initialized():
         pytest.fail("Ray is already initialised in the test process")
+    for key, value in RAY_ENV_DEFAULTS.items():
+        os.environ.setdefault(key, value)
     config = load_config()
     port = free_port()
     ray.init(include_dashboard=False, log_to_driver=False, namespace=f"frugal-test-{os.getpid()}")

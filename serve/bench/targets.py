@@ -1,0 +1,106 @@
+"""Start and stop the servers a benchmark compares: Frugal (``serve run`` in its own
+process group) and vLLM's own OpenAI server with the same engine arguments."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import yaml
+
+from serve.config.schema import FrugalConfig, ModelConfig
+
+READY_TIMEOUT_S = 600.0
+
+
+def chat_only_config(config: FrugalConfig, model: str) -> FrugalConfig:
+    """The config with only ``model`` (its first pool), so both targets run one engine."""
+    m = config.model(model)
+    if m is None:
+        raise ValueError(f"no model {model!r} in the config")
+    only = ModelConfig(name=m.name, task=m.task, pools=[m.pools[0]])
+    return FrugalConfig(router=config.router, models=[only])
+
+
+def vllm_cli_args(model: ModelConfig) -> list[str]:
+    """``AsyncEngineArgs`` keyword arguments as vLLM's command-line flags."""
+    args: list[str] = []
+    kwargs = model.pools[0].engine.to_engine_kwargs()
+    if model.pools[0].accelerator_type == "CPU" and kwargs.get("dtype") == "auto":
+        from serve.engine.vllm_engine import cpu_auto_dtype
+
+        kwargs["dtype"] = cpu_auto_dtype()  # the same choice the Frugal engine makes
+    for key, value in kwargs.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            args.append(flag)
+        elif value is False:
+            continue
+        else:
+            args += [flag, str(value)]
+    return args + ["--served-model-name", model.name]
+
+
+def _wait_ready(base_url: str, model: str, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before it was ready")
+        try:
+            if httpx.post(f"{base_url}/v1/chat/completions", json=body, timeout=30).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(2)
+    raise TimeoutError(f"{base_url} not ready after {READY_TIMEOUT_S}s")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@contextmanager
+def _server(cmd: list[str], base_url: str, model: str, env: dict[str, str], log: Path) -> Iterator[str]:
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env}, start_new_session=True)
+        try:
+            _wait_ready(base_url, model, proc)
+            yield base_url
+        finally:
+            _stop(proc)
+
+
+@contextmanager
+def frugal_server(config: FrugalConfig, port: int, log: Path) -> Iterator[str]:
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        yaml.safe_dump(config.model_dump(mode="json", exclude_none=True), f)
+    serve_config = Path(f.name)
+    cmd = [sys.executable, "-m", "serve.bench.run_frugal", "--config", str(serve_config), "--port", str(port)]
+    try:
+        with _server(cmd, f"http://127.0.0.1:{port}", config.models[0].name, {}, log) as url:
+            yield url
+    finally:
+        serve_config.unlink(missing_ok=True)
+
+
+@contextmanager
+def vllm_server(model: ModelConfig, port: int, log: Path) -> Iterator[str]:
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--host", "127.0.0.1", "--port", str(port)]
+    cmd += vllm_cli_args(model)
+    with _server(cmd, f"http://127.0.0.1:{port}", model.name, dict(model.pools[0].env), log) as url:
+        yield url
