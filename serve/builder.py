@@ -10,8 +10,10 @@ from ray import serve
 from ray.serve import Application
 from ray.util.accelerators import accelerators as ray_accelerators
 
-from serve.config.schema import FrugalConfig, PoolConfig
+from serve.config.schema import AutoscalingConfig, FrugalConfig, PoolConfig
 from serve.constants import ENGINE_HEALTH_CHECK_PERIOD_S, ENGINE_HEALTH_CHECK_TIMEOUT_S
+from serve.dispatch.scheduled_autoscaling import scheduled_policy_option
+from serve.dispatch.state import pool_state_template
 from serve.engine.deployment import EngineDeployment
 from serve.router.deployment import RouterDeployment
 
@@ -37,7 +39,12 @@ def ray_accelerator_types() -> frozenset[str]:
 
 
 def engine_deployment_options(pool: PoolConfig) -> dict[str, Any]:
-    """Ray Serve options for a pool's engine deployment (replicas, resources, placement)."""
+    """Ray Serve options for a pool's engine deployment (replicas, resources, placement).
+
+    A pool with a ``schedule`` always autoscales: Ray's ``min_replicas`` is 0 and a custom
+    policy (``serve.dispatch.scheduled_autoscaling``) keeps the configured minimum (or the
+    fixed ``num_replicas``) inside the schedule's windows.
+    """
     actor_options: dict[str, Any] = {
         "num_cpus": pool.num_cpus,
         "runtime_env": {"env_vars": dict(pool.env)},
@@ -53,8 +60,11 @@ def engine_deployment_options(pool: PoolConfig) -> dict[str, Any]:
         "health_check_timeout_s": ENGINE_HEALTH_CHECK_TIMEOUT_S,
         "graceful_shutdown_timeout_s": 20,
     }
-    if pool.autoscaling is not None:
-        a = pool.autoscaling
+    a = pool.autoscaling
+    if a is None and pool.schedule:
+        fixed = pool.num_replicas or 1
+        a = AutoscalingConfig(min_replicas=fixed, max_replicas=fixed)
+    if a is not None:
         options["autoscaling_config"] = {
             "min_replicas": a.min_replicas,
             "max_replicas": a.max_replicas,
@@ -63,6 +73,10 @@ def engine_deployment_options(pool: PoolConfig) -> dict[str, Any]:
             "upscale_delay_s": a.upscale_delay_s,
             "downscale_delay_s": a.downscale_delay_s,
         }
+        if pool.schedule:
+            options["autoscaling_config"]["min_replicas"] = 0
+            windows = [w.model_dump() for w in pool.schedule]
+            options["autoscaling_config"]["policy"] = scheduled_policy_option(windows, a.min_replicas)
     else:
         options["num_replicas"] = pool.num_replicas or 1
     return options
@@ -84,6 +98,10 @@ def plan_deployments(config: FrugalConfig) -> list[DeploymentPlan]:
                     f"pool {pool.name!r}: unknown accelerator_type {pool.accelerator_type!r}; "
                     f"use {CPU_ACCELERATOR_TYPE!r} or one of Ray's: {sorted(known)}"
                 )
+            try:  # the router prices and predicts every pool: fail here, not on a replica
+                pool_state_template(model, pool)
+            except ValueError as e:
+                raise ValueError(str(e) if pool.name in str(e) else f"pool {pool.name!r}: {e}") from None
             options = engine_deployment_options(pool)
             plans.append(DeploymentPlan(options["name"], model.name, pool.name, options))
     return plans

@@ -19,11 +19,94 @@ MAX_TEMPERATURE = 2.0
 MAX_N = 16
 MAX_EMBEDDING_INPUTS = 2048
 
+ENGINE_DEPLOYMENT_PREFIX = "engine-"  # a pool's engine deployment is named prefix + pool name
+
 # Router-side defaults.
 DEFAULT_MAX_REQUEST_BODY_BYTES = 4 * 1024 * 1024
+POOL_POLL_INTERVAL_S = 0.5  # how often the router reads engines' load and replica counts
+POOL_LOAD_TIMEOUT_S = 1.0
+POOL_FAILURE_COOLDOWN_S = 5.0  # a pool whose call just failed is avoided this long
+COST_USD_DECIMALS = 10
+CHARS_PER_TOKEN_ESTIMATE = 4  # prompt size before tokenisation, for dispatch estimates
+DEFAULT_OUTPUT_TOKENS_ESTIMATE = 256  # when a request sets no max_tokens  # usage.cost_usd is rounded to this many decimals
 
 # Ray Serve's throughput mode: gRPC between replicas instead of object references, the
 # ingress replica serving HTTP directly, and no extra threads/loops per replica. It must be
 # in the environment of the process that starts Ray (scripts/serve exports it), because Ray's
 # workers inherit it from there.
 RAY_ENV_DEFAULTS: dict[str, str] = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+
+# Tenants (serve/tenants): keys, limits, budgets, ledger.
+API_KEY_PREFIX = "frg-"
+ADMIN_KEY_ENV_DEFAULT = "FRUGAL_ADMIN_KEY"
+RATE_WINDOW_S = 60.0  # the sliding window of requests- and tokens-per-minute limits
+KEY_CACHE_TTL_S = 0.5  # a revoked key stops working on every replica within this
+KEY_CACHE_MAX_ENTRIES = 10_000
+KEY_STALE_MAX_S = 60.0  # store down: a key resolved within this long ago is still honoured
+NANO_USD_PER_USD = 1_000_000_000  # money is stored as integer nano-dollars
+MONTHLY_COUNTER_RETENTION_S = 400 * 24 * 3600  # monthly counters outlive their month this long
+USAGE_RETENTION_S = 400 * 24 * 3600  # daily usage aggregates in Redis
+USAGE_MAX_DAYS = 366  # the longest range a usage query may span
+LEDGER_DEDUPE_TTL_S = 7 * 24 * 3600  # a request id is recognised as written for this long
+LEDGER_RETRY_MIN_S = 0.05
+LEDGER_RETRY_MAX_S = 2.0
+LEDGER_BATCH_MAX_RECORDS = 500
+DRAIN_ON_CLOSE_TIMEOUT_S = 5.0  # ledger and webhook queues get this long at shutdown
+WEBHOOK_TIMEOUT_S = 5.0
+WEBHOOK_MAX_ATTEMPTS = 3
+WEBHOOK_BACKOFF_S = 0.5
+WEBHOOK_QUEUE_MAX_ALERTS = 1000
+REDIS_SOCKET_TIMEOUT_S = 1.0
+REDIS_MAX_CONNECTIONS = 64  # per router replica
+LOCAL_SNAPSHOT_PERIOD_S = 1.0  # the embedded default saves its monthly counters this often
+PRIORITY_AGING_S_PER_LEVEL = 10.0
+PRIORITY_MAX_WAITING_PER_MODEL = 1024
+
+# Cost model and dispatch defaults (serve/cost, serve/dispatch).
+# Fraction of the memory-bandwidth roofline a single decode stream reaches (measured runs reach
+# about 75% of bandwidth / weight bytes: shared/reference/gpu-catalog.md).
+ROOFLINE_BANDWIDTH_EFFICIENCY = 0.75
+# Fraction of dense fp16 compute a decode step's per-sequence work achieves. Calibrated so the
+# roofline curve of Llama-3.1-8B bf16 on one H100 stays within 1.25x of the reference figures
+# (154 tok/s single stream, 1,384 at 16 streams, ~5,300 at saturation); see serve/cost/roofline.py.
+ROOFLINE_DECODE_COMPUTE_UTILISATION = 0.11
+# Fraction of dense fp16 compute prefill (compute-bound, large matrix products) achieves.
+ROOFLINE_PREFILL_COMPUTE_UTILISATION = 0.5
+# FLOPs per byte of bandwidth assumed when an accelerator's compute is not known.
+DEFAULT_FLOPS_PER_BANDWIDTH_BYTE = 250.0
+# Average tokens of context per sequence the roofline assumes (KV-cache reads and capacity).
+ROOFLINE_CONTEXT_TOKENS = 1024
+# vLLM's defaults where a pool does not set them.
+DEFAULT_MAX_NUM_SEQS = 256
+DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
+# Time from "scale up" to a replica serving, assumed for a cold pool (node start + model load).
+DEFAULT_COLD_START_S = 120.0
+# Output length assumed for requests ahead in a queue when predicting queueing delay.
+DEFAULT_TYPICAL_OUTPUT_TOKENS = 256
+# Weight of observed recent latency against the profile's prediction (0 = profile only).
+DEFAULT_OBSERVED_LATENCY_WEIGHT = 0.5
+# Dispatch: how often the router polls engine load, and how many recent requests per pool the
+# latency tracker keeps.
+DEFAULT_LOAD_POLL_INTERVAL_S = 1.0
+DEFAULT_LATENCY_WINDOW_SIZE = 256
+DEFAULT_LATENCY_TARGET_PERCENTILE = 95.0
+SECONDS_PER_HOUR = 3600.0
+
+# Response cache (serve/cache): defaults for CacheConfig and fixed limits.
+CACHE_TTL_S = 3600.0
+CACHE_MAX_TTL_S = 30 * 24 * 3600.0  # the largest per-request "ttl" / "s-maxage" accepted
+CACHE_MAX_ENTRIES = 10_000
+CACHE_MAX_BYTES = 256 * 1024 * 1024
+CACHE_MAX_ENTRY_BYTES = 1024 * 1024
+CACHE_SOCKET_TIMEOUT_S = 0.1
+CACHE_MAX_CONNECTIONS = 64
+CACHE_RETRY_INTERVAL_S = 1.0  # after a store failure, bypass this long before trying again
+CACHE_WARNING_INTERVAL_S = 30.0  # at most one warning per degraded operation per interval
+CACHE_REPLAY_CHUNK_CHARS = 256  # a replayed stream carries text in pieces of at most this size
+CACHE_KEY_PREFIX = "frugal:cache:v1"
+SEMANTIC_THRESHOLD = 0.86  # from scripts/eval_semantic_cache.py; see docs/cache.md
+SEMANTIC_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+SEMANTIC_EMBED_TIMEOUT_S = 0.5
+SEMANTIC_MAX_TEXT_CHARS = 800  # MiniLM reads 256 word pieces; longer turns are exact-only
+SEMANTIC_MAX_VECTORS_PER_SCOPE = 4096
+SEMANTIC_INDEX_MAX_VECTORS = 100_000  # vectors a router replica keeps in its in-process index

@@ -31,7 +31,26 @@ def _expand(text: str) -> str:
     return text.replace(DATA_DIR_PLACEHOLDER, data_dir)
 
 
-def parse_config(text: str, source: str = "<string>") -> FrugalConfig:
+def _inline_profiles(config: FrugalConfig, base_dir: Path | None, source: str) -> FrugalConfig:
+    """Replace each pool's profile file path by the profile it holds, so the deployed config
+    is self-contained (replicas never read files relative to a working directory)."""
+    from serve.cost.pool_profile import load_profile
+
+    models = []
+    for model in config.models:
+        pools = []
+        for i, pool in enumerate(model.pools):
+            if isinstance(pool.profile, str):
+                try:
+                    pool = pool.model_copy(update={"profile": load_profile(pool.profile, base_dir)})
+                except ValueError as e:
+                    raise ConfigError(f"invalid config {source}:\n  models.{model.name}.pools.{i}.profile: {e}") from e
+            pools.append(pool)
+        models.append(model.model_copy(update={"pools": pools}))
+    return config.model_copy(update={"models": models})
+
+
+def parse_config(text: str, source: str = "<string>", base_dir: Path | None = None) -> FrugalConfig:
     try:
         raw = yaml.safe_load(_expand(text))
     except yaml.YAMLError as e:
@@ -39,9 +58,10 @@ def parse_config(text: str, source: str = "<string>") -> FrugalConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"invalid config {source}: the top level must be a mapping")
     try:
-        return FrugalConfig.model_validate(raw)
+        config = FrugalConfig.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(_format(e, source)) from e
+    return _inline_profiles(config, base_dir, source)
 
 
 def load_config(path: str | Path | None = None) -> FrugalConfig:
@@ -50,4 +70,4 @@ def load_config(path: str | Path | None = None) -> FrugalConfig:
         text = path.read_text()
     except OSError as e:
         raise ConfigError(f"cannot read config {path}: {e}") from e
-    return parse_config(text, str(path))
+    return parse_config(text, str(path), path.resolve().parent)

@@ -11,7 +11,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
+from serve.config.dispatch import (
+    DispatchConfig,
+    GpuOverrideConfig,
+    LatencyTargetConfig,
+    ScheduleWindowConfig,
+    TiersConfig,
+)
 from serve.constants import DEFAULT_MAX_REQUEST_BODY_BYTES
+from serve.cost.profile import ThroughputProfile
 
 
 class StrictModel(BaseModel):
@@ -75,7 +83,14 @@ class AutoscalingConfig(StrictModel):
 
 
 class PoolConfig(StrictModel):
-    """One pool: a model's engine on one accelerator type, with its replicas."""
+    """One pool: a model's engine on one accelerator type, with its replicas.
+
+    Cost fields: a replica costs ``price_usd_per_hour`` if given, else the per-device price
+    (``gpu.usd_per_hour``, else the catalogue's for ``capacity``) times its devices
+    (``serve.cost.pricing``). ``profile`` is the pool's measured throughput, inline or a JSON
+    file (relative paths: the config's directory, then the repository); without it the cost
+    model uses a roofline estimate from the catalogue (``serve.cost.pool_profile``).
+    """
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     accelerator_type: str = Field(default="CPU", description='"CPU" or a Ray accelerator type, e.g. "A10G"')
@@ -85,12 +100,38 @@ class PoolConfig(StrictModel):
     num_cpus: Annotated[float, Field(ge=0)] = 1.0
     max_ongoing_requests: Annotated[int, Field(ge=1)] = 256
     env: dict[str, str] = Field(default_factory=dict, description="environment of the engine replicas")
+    capacity: Literal["on_demand", "spot"] = "on_demand"
+    gpu: GpuOverrideConfig | None = Field(default=None, description="per-device overrides of the catalogue")
+    price_usd_per_hour: Annotated[float, Field(ge=0)] | None = Field(
+        default=None, description="the whole replica's price; overrides every other price"
+    )
+    params_b: Annotated[float, Field(gt=0)] | None = Field(
+        default=None, description="parameters in billions, for a model the catalogue does not list"
+    )
+    profile: ThroughputProfile | str | None = Field(
+        default=None, description="measured throughput: inline, or a JSON file path (deployments/profiles/)"
+    )
+    latency_target: LatencyTargetConfig | None = Field(default=None, description="overrides the model's")
+    schedule: list[ScheduleWindowConfig] = Field(
+        default_factory=list, description="windows keeping the minimum replicas; outside them the minimum is 0"
+    )
 
     @model_validator(mode="after")
     def _replicas(self) -> PoolConfig:
         if self.num_replicas is not None and self.autoscaling is not None:
             raise ValueError("give either num_replicas or autoscaling, not both")
+        if self.schedule and self.autoscaling is not None and self.autoscaling.min_replicas == 0:
+            raise ValueError("a schedule keeps min_replicas inside its windows; set min_replicas >= 1")
         return self
+
+    @property
+    def min_replicas(self) -> int:
+        """The configured minimum (inside schedule windows, if any)."""
+        return self.autoscaling.min_replicas if self.autoscaling is not None else (self.num_replicas or 1)
+
+    @property
+    def max_replicas(self) -> int:
+        return self.autoscaling.max_replicas if self.autoscaling is not None else (self.num_replicas or 1)
 
     @property
     def num_gpus(self) -> int:
@@ -101,6 +142,7 @@ class ModelConfig(StrictModel):
     name: str = Field(min_length=1, description="the name clients send as `model`")
     task: Literal["chat", "embed"] = "chat"
     pools: list[PoolConfig] = Field(min_length=1)
+    latency_target: LatencyTargetConfig | None = Field(default=None, description="default for its pools")
 
     @field_validator("pools")
     @classmethod
@@ -124,6 +166,8 @@ class FrugalConfig(StrictModel):
 
     router: RouterConfig = Field(default_factory=RouterConfig)
     models: list[ModelConfig] = Field(min_length=1)
+    dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
+    tiers: TiersConfig | None = None
 
     @field_validator("models")
     @classmethod
@@ -137,6 +181,21 @@ class FrugalConfig(StrictModel):
         if dupes:
             raise ValueError(f"pool names must be unique across models: {dupes}")
         return models
+
+    @model_validator(mode="after")
+    def _tiers(self) -> FrugalConfig:
+        if self.tiers is None:
+            return self
+        tasks = {m.name: m.task for m in self.models}
+        for tier, name in self.tiers.models().items():
+            if name not in tasks:
+                raise ValueError(f"tiers.{tier}: no model named {name!r}; models are {sorted(tasks)}")
+            if tasks[name] != "chat":
+                raise ValueError(f"tiers.{tier}: {name!r} has task {tasks[name]!r}; tiers need chat models")
+        clashes = sorted(set(self.tiers.aliases) & set(tasks))
+        if clashes:
+            raise ValueError(f"tiers.aliases {clashes} are also model names")
+        return self
 
     def model(self, name: str) -> ModelConfig | None:
         return next((m for m in self.models if m.name == name), None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
+from serve.constants import DEFAULT_COLD_START_S
 from serve.cost.profile import ThroughputProfile
 
 
@@ -51,6 +52,7 @@ class PoolState:
     observed_ttft_ms: float | None = None
     observed_tpot_ms: float | None = None
     healthy: bool = True
+    cold_start_s: float = DEFAULT_COLD_START_S  # from scale-up to serving, when cold
 
     @property
     def in_flight(self) -> int:

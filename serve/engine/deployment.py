@@ -8,6 +8,7 @@ from typing import Any
 
 from serve.config.schema import ModelConfig, PoolConfig
 from serve.engine.protocol import Endpoint, Engine, EngineLoad, EngineReply
+from serve.engine.stats import run_with_stats
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +30,8 @@ class EngineDeployment:
         logger.info("pool %s: engine for %s started", pool.name, model.name)
 
     async def generate(self, endpoint: Endpoint, request: Any, request_id: str) -> AsyncIterator[EngineReply]:
-        async for reply in self.engine.generate(endpoint, request, request_id):
+        """The engine's replies, then ``RunStats`` (see ``serve.engine.stats``)."""
+        async for reply in run_with_stats(self.engine, endpoint, request, request_id):
             yield reply
 
     def load(self) -> EngineLoad:

@@ -90,6 +90,7 @@ class FakeEngine:
         self.num_requests = 0
         self.aborted: list[str] = []
         self.started = False
+        self.tokens_processed = 0
 
     async def start(self) -> None:
         self.started = True
@@ -99,7 +100,7 @@ class FakeEngine:
             raise RuntimeError("engine not started")
 
     def load(self) -> EngineLoad:
-        return EngineLoad(num_running=self.num_active)
+        return EngineLoad(num_running=self.num_active, tokens_processed=self.tokens_processed)
 
     async def shutdown(self) -> None:
         self.started = False
@@ -113,13 +114,15 @@ class FakeEngine:
                 complete = True
                 yield self.fail_before
                 return
-            outputs = self._outputs(endpoint, request, f"{ID_PREFIX[endpoint]}-{request_id}")
+            prompt_tokens, outputs = self._outputs(endpoint, request, f"{ID_PREFIX[endpoint]}-{request_id}")
+            self.tokens_processed += prompt_tokens
             for i, (num_tokens, payload) in enumerate(outputs):
                 if self.raise_after_chunks is not None and i >= self.raise_after_chunks:
                     raise RuntimeError("fake engine replica died")
                 if self.delay_s and num_tokens:
                     await asyncio.sleep(self.delay_s * num_tokens)
                 complete = i == len(outputs) - 1
+                self.tokens_processed += num_tokens
                 yield payload
         except (GeneratorExit, asyncio.CancelledError):
             if not complete:
@@ -128,11 +131,13 @@ class FakeEngine:
         finally:
             self.num_active -= 1
 
-    def _outputs(self, endpoint: Endpoint, request: Any, response_id: str) -> list[tuple[int, str]]:
-        """The payloads to yield, each with the number of tokens it took to generate."""
+    def _outputs(self, endpoint: Endpoint, request: Any, response_id: str) -> tuple[int, list[tuple[int, str]]]:
+        """The prompt's token count, and the payloads to yield, each with the number of tokens
+        it took to generate."""
         base = {"id": response_id, "created": int(time.time()), "model": request.model or self.model}
         if endpoint == "embedding":
-            return [(0, json.dumps(self._embedding_body(request, base)))]
+            body = self._embedding_body(request, base)
+            return body["usage"]["prompt_tokens"], [(0, json.dumps(body))]
         chat = endpoint == "chat"
         if chat:
             prompts = [" ".join(_text_of(m.get("content")) for m in request.messages)]
@@ -159,7 +164,7 @@ class FakeEngine:
                 body_choices.append({"index": idx, **output, "logprobs": None, "finish_reason": reasons[idx]})
             obj = "chat.completion" if chat else "text_completion"
             body = {**base, "object": obj, "choices": body_choices, "usage": usage}
-            return [(completion_tokens, json.dumps(body))]
+            return prompt_tokens, [(completion_tokens, json.dumps(body))]
 
         obj = "chat.completion.chunk" if chat else "text_completion"
 
@@ -175,7 +180,7 @@ class FakeEngine:
         out += [chunk(idx, {}, reasons[idx]) for idx, _ in choices]
         if request.stream_options is not None and request.stream_options.include_usage:
             out.append((0, json.dumps({**base, "object": obj, "choices": [], "usage": usage})))
-        return out
+        return prompt_tokens, out
 
     def _embedding_body(self, request: Any, base: dict[str, Any]) -> dict[str, Any]:
         texts = _texts(request.input)

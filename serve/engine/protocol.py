@@ -6,7 +6,9 @@ and produces an ``EngineReply`` stream:
 - for a streaming request: ``str`` items, each the JSON payload of one SSE ``data:`` event,
   in order, without the final ``[DONE]``;
 - for a non-streaming request: exactly one ``str`` item, the JSON body of the response;
-- in either case, if the request is refused before any output, exactly one ``ErrorBody``.
+- in either case, if the request is refused before any output, exactly one ``ErrorBody``;
+- through the engine deployment, a ``RunStats`` after the last payload of a completed run
+  (the engine itself never yields it).
 
 Token usage always travels in the payloads: streams carry a final usage chunk (the router
 asks for it), bodies carry ``usage``.
@@ -38,14 +40,28 @@ class ErrorBody(BaseModel):
 
 
 class EngineLoad(BaseModel):
-    """A snapshot of an engine replica's load, for dispatch decisions."""
+    """A snapshot of an engine replica's load, for dispatch decisions.
+
+    ``tokens_processed`` counts every prompt and output token the replica has processed
+    since it started; the difference over a request's run is what the replica produced while
+    that request ran, the denominator of its cost share.
+    """
 
     num_running: int = 0
     num_waiting: int = 0
     kv_cache_usage: float = 0.0
+    tokens_processed: int = 0
 
 
-EngineReply: TypeAlias = str | ErrorBody
+class RunStats(BaseModel):
+    """The last item of every completed engine stream: how long the request ran on its
+    replica and how many tokens (all requests together) the replica processed meanwhile."""
+
+    wall_s: float
+    replica_tokens: int
+
+
+EngineReply: TypeAlias = str | ErrorBody | RunStats
 Endpoint: TypeAlias = Literal["chat", "completion", "embedding"]
 
 

@@ -8,8 +8,11 @@ from typing import Any
 from ray import serve
 
 from serve.config.schema import FrugalConfig
-from serve.router.app import RouterService, build_router_app
-from serve.router.engines import EngineClient, HandleEngineClient
+from serve.constants import ENGINE_DEPLOYMENT_PREFIX
+from serve.router.app import build_router_app
+from serve.router.assembly import build_router_service
+from serve.router.engines import HandleEngineClient
+from serve.router.replicas import ServeReplicaCounter
 
 logger = logging.getLogger(__name__)
 
@@ -19,14 +22,17 @@ class RouterDeployment:
     """Holds the engine handles; the FastAPI app is built on the replica."""
 
     def __init__(self, config: FrugalConfig, handles: dict[str, dict[str, Any]]) -> None:
-        clients: dict[str, list[EngineClient]] = {
-            model: [HandleEngineClient(pool, handle) for pool, handle in pools.items()]
-            for model, pools in handles.items()
-        }
-        self.service = RouterService(config, clients)
+        clients = {pool: HandleEngineClient(pool, handle) for pools in handles.values() for pool, handle in pools.items()}
+        counter = ServeReplicaCounter({pool: ENGINE_DEPLOYMENT_PREFIX + pool for pool in clients})
+        self.service = build_router_service(config, clients, counter)
         for model in config.models:
             for pool in model.pools:
-                logger.info("pool %s: model=%s accelerator=%s", pool.name, model.name, pool.accelerator_type)
+                state = self.service.dispatcher.monitor.pools[pool.name].template
+                logger.info(
+                    "pool %s: model=%s accelerator=%s price=$%.4f/h replicas=%d..%d target=%s profile=%s",
+                    pool.name, model.name, pool.accelerator_type, state.price_usd_per_hour,
+                    pool.min_replicas, pool.max_replicas, state.target, state.profile.source or "roofline",
+                )
 
     def __serve_build_asgi_app__(self) -> Any:
         return build_router_app(self.service)

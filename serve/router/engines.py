@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from serve.engine.protocol import Endpoint, EngineLoad, EngineReply
+from serve.engine.stats import run_with_stats
 
 
 class EngineClient(Protocol):
@@ -56,7 +57,7 @@ class LocalEngineClient:
         self.engine = engine
 
     def generate(self, endpoint: Endpoint, request: Any, request_id: str) -> AsyncIterator[EngineReply]:
-        return self.engine.generate(endpoint, request, request_id)
+        return run_with_stats(self.engine, endpoint, request, request_id)
 
     async def load(self) -> EngineLoad:
         return self.engine.load()

@@ -12,7 +12,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from serve.constants import MAX_EMBEDDING_INPUTS, MAX_N, MAX_TEMPERATURE
+from serve.constants import (
+    CHARS_PER_TOKEN_ESTIMATE,
+    DEFAULT_OUTPUT_TOKENS_ESTIMATE,
+    MAX_EMBEDDING_INPUTS,
+    MAX_N,
+    MAX_TEMPERATURE,
+)
+from serve.dispatch.types import RequestEstimate
 from serve.engine.protocol import Endpoint
 from serve.router.errors import FrugalError, bad_request, from_validation_error
 
@@ -82,6 +89,32 @@ def parse_request(endpoint: Endpoint, data: dict[str, Any]) -> Any:
         raise bad_request(str(e)) from None
 
 
+def _text_chars(value: Any) -> int:
+    """Characters of text in a prompt, message list or content-part list."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(_text_chars(v) for k, v in value.items() if k in ("content", "text"))
+    if isinstance(value, list):
+        return sum(_text_chars(v) if not isinstance(v, int) else 1 for v in value)
+    return 0
+
+
+def estimate_request(model: str, endpoint: Endpoint, data: dict[str, Any]) -> RequestEstimate:
+    """Token counts known before dispatch: the prompt at ~4 characters per token (the
+    tokenizer runs in the engine), and the output bound ``max_tokens`` x ``n`` (or a default
+    when unset)."""
+    text = data.get("messages") if endpoint == "chat" else data.get("prompt" if endpoint == "completion" else "input")
+    prompt_tokens = max(1, _text_chars(text) // CHARS_PER_TOKEN_ESTIMATE)
+    if endpoint == "embedding":
+        return RequestEstimate(model=model, prompt_tokens=prompt_tokens, max_output_tokens=0)
+    limit = data.get("max_completion_tokens") or data.get("max_tokens") or DEFAULT_OUTPUT_TOKENS_ESTIMATE
+    n = data.get("n") or 1
+    return RequestEstimate(
+        model=model, prompt_tokens=prompt_tokens, max_output_tokens=int(limit) * int(n), stream=bool(data.get("stream"))
+    )
+
+
 def wants_usage_chunk(request: Any) -> bool:
     options = getattr(request, "stream_options", None)
     return bool(options and options.include_usage)
@@ -98,4 +131,11 @@ def force_usage_chunk(request: Any) -> None:
         request.stream_options.include_usage = True
 
 
-__all__ = ["FrugalError", "decode_json_object", "parse_request", "force_usage_chunk", "wants_usage_chunk"]
+__all__ = [
+    "FrugalError",
+    "decode_json_object",
+    "estimate_request",
+    "parse_request",
+    "force_usage_chunk",
+    "wants_usage_chunk",
+]

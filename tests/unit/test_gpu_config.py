@@ -32,8 +32,15 @@ models:
     pools:
       - name: odd-pool
         accelerator_type: {accelerator_type}
+        params_b: 1.0
         engine: {{model: x}}
 """
+
+
+def test_a_pool_the_cost_model_cannot_price_fails_with_the_pool_name() -> None:
+    config = parse_config(_one_pool_config("A10G").replace("params_b: 1.0", "num_cpus: 1"))
+    with pytest.raises(ValueError, match=r"pool 'odd-pool'.*params_b"):
+        plan_deployments(config)
 
 
 def test_gpu_example_loads() -> None:

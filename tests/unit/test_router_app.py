@@ -13,7 +13,9 @@ from starlette.requests import Request
 from serve.config.schema import FrugalConfig
 from serve.engine.fake import FakeEngine
 from serve.engine.protocol import ErrorBody
-from serve.router.app import RouterService, build_router_app
+from serve.router.app import build_router_app
+from serve.router.assembly import build_router_service
+from serve.router.pools import StaticReplicaCounter
 from serve.router.engines import LocalEngineClient
 
 MAX_BODY_BYTES = 4096
@@ -23,7 +25,7 @@ HELLO = [{"role": "system", "content": "be brief"}, {"role": "user", "content": 
 
 def _config() -> FrugalConfig:
     def model(name: str, task: str) -> dict[str, Any]:
-        return {"name": name, "task": task, "pools": [{"name": f"{name}-cpu", "engine": {"model": f"/models/{name}"}}]}
+        return {"name": name, "task": task, "pools": [{"name": f"{name}-cpu", "params_b": 0.1, "engine": {"model": f"/models/{name}"}}]}
 
     return FrugalConfig.model_validate(
         {
@@ -39,8 +41,9 @@ class App:
     def __init__(self, **engines: FakeEngine) -> None:
         self.config = _config()
         self.engines = {m.name: engines.get(m.name.replace("-", "_"), FakeEngine(m.name)) for m in self.config.models}
-        clients = {name: [LocalEngineClient(f"{name}-cpu", engine)] for name, engine in self.engines.items()}
-        self.service = RouterService(self.config, clients)
+        clients = {f"{name}-cpu": LocalEngineClient(f"{name}-cpu", engine) for name, engine in self.engines.items()}
+        replicas = StaticReplicaCounter({pool: (1, 0) for pool in clients})
+        self.service = build_router_service(self.config, clients, replicas)
         self.app = build_router_app(self.service)
 
     def client(self) -> httpx.AsyncClient:
@@ -71,6 +74,14 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None,
     if param is not None:
         assert error["param"] == param
     return error
+
+
+def without_cost(usage: dict) -> dict:
+    """``usage`` minus ``cost_usd``, which must be there, a non-negative number."""
+    usage = dict(usage)
+    cost = usage.pop("cost_usd")
+    assert isinstance(cost, float) and cost >= 0
+    return usage
 
 
 def sse_data(response: httpx.Response) -> list[str]:
@@ -126,7 +137,7 @@ async def test_chat_non_streaming(make_app: Callable[..., App]) -> None:
     assert body["choices"] == [
         {"index": 0, "message": {"role": "assistant", "content": "echo: hello there world"}, "logprobs": None, "finish_reason": "stop"}
     ]
-    assert body["usage"] == {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}
+    assert without_cost(body["usage"]) == {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}
     engine = app.engines["chat-a"]
     assert engine.num_requests == 1 and engine.num_active == 0 and engine.aborted == []
     assert app.engines["chat-b"].num_requests == 0
@@ -137,7 +148,7 @@ async def test_chat_max_tokens_cuts_the_answer(client: httpx.AsyncClient) -> Non
     body = (await client.post("/v1/chat/completions", json=payload)).json()
     assert [c["message"]["content"] for c in body["choices"]] == ["echo: hello", "echo: hello"]
     assert [c["finish_reason"] for c in body["choices"]] == ["length", "length"]
-    assert body["usage"] == {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}
+    assert without_cost(body["usage"]) == {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}
 
 
 @pytest.mark.parametrize("include_usage", [None, False, True])
@@ -163,7 +174,7 @@ async def test_chat_streaming(make_app: Callable[..., App], include_usage: bool 
     if include_usage:
         assert usage_chunks == [chunks[-1]]
         assert chunks[-1]["choices"] == []
-        assert chunks[-1]["usage"] == {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}
+        assert without_cost(chunks[-1]["usage"]) == {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}
     else:
         assert usage_chunks == []
         assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
@@ -187,7 +198,7 @@ async def test_completion_non_streaming(client: httpx.AsyncClient) -> None:
     body = response.json()
     assert body["object"] == "text_completion" and body["id"].startswith("cmpl-")
     assert [(c["text"], c["finish_reason"]) for c in body["choices"]] == [("echo: once upon", "length")]
-    assert body["usage"] == {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7}
+    assert without_cost(body["usage"]) == {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7}
 
 
 async def test_completion_streaming(client: httpx.AsyncClient) -> None:
@@ -210,7 +221,7 @@ async def test_embeddings(client: httpx.AsyncClient) -> None:
         assert item["object"] == "embedding"
         assert abs(sum(v * v for v in item["embedding"]) - 1.0) < 1e-9
     assert body["data"][0]["embedding"] != body["data"][1]["embedding"]
-    assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 0, "total_tokens": 3}
+    assert without_cost(body["usage"]) == {"prompt_tokens": 3, "completion_tokens": 0, "total_tokens": 3}
     again = (await client.post("/v1/embeddings", json={"model": "embed-a", "input": "a b"})).json()
     assert again["data"][0]["embedding"] == body["data"][0]["embedding"]
 

@@ -10,6 +10,7 @@ import pytest
 
 from serve.engine.protocol import EngineReply, ErrorBody
 from serve.engine.vllm_engine import sse_payloads
+from serve.engine.protocol import RunStats
 from serve.router.streaming import SSE_DONE, StreamUsage, relay_sse, sse_event, usage_of
 
 USAGE = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
@@ -79,9 +80,13 @@ def test_usage_of_other_chunks_is_none(payload: str) -> None:
 # --- relay_sse ----------------------------------------------------------------------
 
 
+def _priced(cost_usd: float) -> str:
+    return json.dumps({"object": "chat.completion.chunk", "choices": [], "usage": {**USAGE, "cost_usd": cost_usd}})
+
+
 async def test_relay_keeps_usage_when_asked() -> None:
     events, usage, upstream = await _relay([_chunk("a"), _chunk("b"), USAGE_CHUNK], include_usage=True)
-    assert _data(events) == [_chunk("a"), _chunk("b"), USAGE_CHUNK, "[DONE]"]
+    assert _data(events) == [_chunk("a"), _chunk("b"), _priced(0.0), "[DONE]"]
     assert events[-1] == SSE_DONE
     assert (usage.prompt_tokens, usage.completion_tokens, usage.finished, usage.error) == (3, 2, True, None)
     assert upstream.closed
@@ -125,6 +130,32 @@ async def test_relay_closes_the_upstream_when_the_consumer_stops_early() -> None
     await relay.aclose()  # the HTTP client went away
     assert upstream.closed
     assert upstream.num_yielded == 2
+
+
+async def test_relay_prices_the_usage_chunk_from_the_run_stats() -> None:
+    upstream = Upstream([_chunk("a"), USAGE_CHUNK, RunStats(wall_s=2.0, replica_tokens=10)])
+    rest = upstream.stream()
+    seen: list[tuple[int, int, RunStats | None]] = []
+    observed: list[str] = []
+
+    def cost(prompt: int, completion: int, stats: RunStats | None) -> float:
+        seen.append((prompt, completion, stats))
+        return 0.25
+
+    usage = StreamUsage()
+    events = [e async for e in relay_sse(await anext(rest), rest, True, usage, cost, observed.append)]
+    assert _data(events) == [_chunk("a"), _priced(0.25), "[DONE]"]
+    assert seen == [(3, 2, RunStats(wall_s=2.0, replica_tokens=10))]
+    assert usage.cost_usd == 0.25 and usage.stats is not None and usage.first_token_s is not None
+    assert observed == [_chunk("a"), USAGE_CHUNK]
+
+
+async def test_relay_prices_a_failed_stream_without_stats() -> None:
+    upstream = Upstream([_chunk("a"), USAGE_CHUNK], fail_at=1)
+    rest = upstream.stream()
+    usage = StreamUsage()
+    events = [e async for e in relay_sse(await anext(rest), rest, True, usage, lambda p, c, s: 0.5)]
+    assert _data(events)[-1] == "[DONE]" and usage.cost_usd == 0.5 and usage.stats is None
 
 
 async def test_relay_of_a_single_item_stream() -> None:

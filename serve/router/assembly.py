@@ -1,0 +1,34 @@
+"""Wire the router's parts from a validated config: pools, monitor, policy, dispatcher."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from serve.config.schema import FrugalConfig
+from serve.dispatch.latency import LatencyTracker
+from serve.dispatch.policies import make_policy
+from serve.dispatch.state import pool_state_template
+from serve.router.dispatcher import Dispatcher
+from serve.router.engines import EngineClient
+from serve.router.pools import PoolMonitor, PoolRuntime, ReplicaCounter
+from serve.router.service import RouterService
+
+
+def build_router_service(
+    config: FrugalConfig,
+    clients: dict[str, EngineClient],
+    replica_counter: ReplicaCounter,
+    base_dir: Path | None = None,
+) -> RouterService:
+    """``clients`` maps every pool name to its engine client. No I/O here: the pool monitor
+    starts with the first request, on the serving event loop."""
+    runtimes = [
+        PoolRuntime(clients[pool.name], pool_state_template(model, pool, base_dir))
+        for model in config.models
+        for pool in model.pools
+    ]
+    latency = LatencyTracker(window_size=config.dispatch.latency_window_size)
+    monitor = PoolMonitor(runtimes, replica_counter, latency, config.dispatch.load_poll_interval_s)
+    pools_by_model = {model.name: [pool.name for pool in model.pools] for model in config.models}
+    dispatcher = Dispatcher(monitor, make_policy(config.dispatch.policy, config.dispatch.options), pools_by_model)
+    return RouterService(config, dispatcher, latency)

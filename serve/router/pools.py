@@ -1,0 +1,168 @@
+"""Live pool state as the router sees it: replicas, load, recent latencies, health.
+
+Each pool's ``PoolState`` (serve.dispatch.types) is kept current from three sources:
+
+- the router's own count of requests it has in flight on the pool (exact for this router,
+  updated before and after every call, on every exit path);
+- the engine's reported load (``EngineClient.load``: running and waiting requests on the
+  replica that answered), polled every ``poll_interval_s`` for pools with ready replicas only
+  (a call to a pool scaled to zero would start it);
+- Ray Serve's replica counts (``ReplicaCounter``), so a pool scaled to zero is seen as cold.
+
+The in-flight figure dispatch sees is the larger of the router's own count and the engine's
+report scaled by the replica count: with several routers, the engines' figure includes the
+others' traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+from serve.constants import POOL_FAILURE_COOLDOWN_S, POOL_LOAD_TIMEOUT_S
+from serve.dispatch.types import PoolState
+from serve.router.engines import EngineClient
+
+logger = logging.getLogger(__name__)
+
+
+class ReplicaCounter(Protocol):
+    """Ready and starting replicas per pool (by pool name)."""
+
+    async def counts(self) -> dict[str, tuple[int, int]]: ...
+
+
+class StaticReplicaCounter:
+    """Fixed counts: unit tests, and single-process use without Ray."""
+
+    def __init__(self, counts: dict[str, tuple[int, int]] | None = None) -> None:
+        self._counts = counts or {}
+
+    async def counts(self) -> dict[str, tuple[int, int]]:
+        return dict(self._counts)
+
+
+class PoolRuntime:
+    """One pool: its engine client, its static state template and its live figures."""
+
+    def __init__(self, client: EngineClient, template: PoolState) -> None:
+        self.client = client
+        self.template = template
+        self.replicas = template.replicas
+        self.starting = template.starting
+        self.reported_in_flight_per_replica = 0.0
+        self.local_in_flight = 0
+        self.failed_until_s = 0.0
+        self.waking: asyncio.Task | None = None
+
+    @property
+    def name(self) -> str:
+        return self.template.name
+
+    def snapshot(self, latency: tuple[float, float] | None) -> PoolState:
+        reported = round(self.reported_in_flight_per_replica * self.replicas)
+        in_flight = max(self.local_in_flight, reported)
+        running = min(in_flight, self.template.profile.max_concurrency * max(self.replicas, 1))
+        return dataclasses.replace(
+            self.template,
+            replicas=self.replicas,
+            starting=self.starting,
+            running=running,
+            waiting=in_flight - running,
+            observed_ttft_ms=latency[0] if latency else None,
+            observed_tpot_ms=latency[1] if latency else None,
+            healthy=time.monotonic() >= self.failed_until_s,
+        )
+
+
+class LatencySource(Protocol):
+    def percentile(self, pool: str, p: float) -> tuple[float, float] | None: ...
+
+
+class PoolMonitor:
+    """Keeps every pool's runtime figures current; hands dispatch consistent snapshots."""
+
+    def __init__(
+        self,
+        pools: Sequence[PoolRuntime],
+        replica_counter: ReplicaCounter,
+        latency: LatencySource,
+        poll_interval_s: float,
+    ) -> None:
+        self.pools = {p.name: p for p in pools}
+        self.replica_counter = replica_counter
+        self.latency = latency
+        self.poll_interval_s = poll_interval_s
+        self._task: asyncio.Task | None = None
+
+    def states(self, names: Sequence[str]) -> list[PoolState]:
+        out = []
+        for name in names:
+            pool = self.pools[name]
+            target = pool.template.target
+            out.append(pool.snapshot(self.latency.percentile(name, target.percentile if target else 95.0)))
+        return out
+
+    def mark_failed(self, name: str) -> None:
+        """Keep dispatch away from a pool that just failed a call, for a short cooldown."""
+        self.pools[name].failed_until_s = time.monotonic() + POOL_FAILURE_COOLDOWN_S
+
+    def wake(self, name: str) -> None:
+        """Ask Ray Serve to start a pool scaled to zero, without sending it a request.
+
+        A call through the pool's handle is queued until a replica exists, and queued calls
+        are what Ray Serve's autoscaler scales from zero on. The call is a cheap ``load()``.
+        """
+        pool = self.pools[name]
+        if pool.waking is not None and not pool.waking.done():
+            return
+        logger.info("waking pool %s (scaled to zero)", name)
+        pool.waking = asyncio.get_running_loop().create_task(self._wake(pool))
+
+    async def _wake(self, pool: PoolRuntime) -> None:
+        try:
+            await pool.client.load()
+        except Exception as exc:  # the next wake retries; dispatch keeps spilling meanwhile
+            logger.warning("waking pool %s failed: %r", pool.name, exc)
+
+    async def refresh(self) -> None:
+        """One poll: replica counts, then the load of every pool with ready replicas."""
+        try:
+            counts = await self.replica_counter.counts()
+        except Exception as exc:
+            logger.warning("reading replica counts failed: %r", exc)
+            counts = {}
+        for name, (ready, starting) in counts.items():
+            if name in self.pools:
+                self.pools[name].replicas, self.pools[name].starting = ready, starting
+        warm = [p for p in self.pools.values() if p.replicas > 0]
+        results = await asyncio.gather(
+            *(asyncio.wait_for(p.client.load(), POOL_LOAD_TIMEOUT_S) for p in warm), return_exceptions=True
+        )
+        for pool, result in zip(warm, results):
+            if isinstance(result, BaseException):
+                logger.debug("load of pool %s unavailable: %r", pool.name, result)
+                continue
+            pool.reported_in_flight_per_replica = float(result.num_running + result.num_waiting)
+
+    async def start(self) -> None:
+        if self._task is None:
+            await self.refresh()
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval_s)
+            try:
+                await self.refresh()
+            except Exception as exc:  # never let the monitor die: dispatch would go blind
+                logger.warning("pool monitor poll failed: %r", exc)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None

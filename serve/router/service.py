@@ -1,0 +1,198 @@
+"""One request end to end, in the order data flows:
+
+body (size-limited) -> JSON -> model (tier alias resolved) -> validated request (vLLM's
+protocol models) -> estimate -> dispatch decision -> engine call (one retry elsewhere) ->
+response priced and labelled -> latency observed.
+
+Errors leave as ``FrugalError`` and become HTTP in ``serve.router.errors``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
+
+from serve.config.schema import FrugalConfig, ModelConfig
+from serve.engine.protocol import Endpoint, ErrorBody, RunStats
+from serve.router.accounting import Pricer, body_with_cost, dispatch_headers, format_usd, usage_tokens
+from serve.router.dispatcher import Dispatched, Dispatcher
+from serve.router.errors import FrugalError, bad_request, model_not_found
+from serve.router.requests import (
+    decode_json_object,
+    estimate_request,
+    force_usage_chunk,
+    parse_request,
+    wants_usage_chunk,
+)
+from serve.router.streaming import StreamUsage, relay_sse
+
+logger = logging.getLogger(__name__)
+
+ENDPOINT_TASK: dict[Endpoint, str] = {"chat": "chat", "completion": "chat", "embedding": "embed"}
+REQUEST_ID_PREFIX: dict[Endpoint, str] = {"chat": "chatcmpl", "completion": "cmpl", "embedding": "embd"}
+
+
+@dataclass
+class Resolved:
+    """The model a request runs on, and how it was chosen when the client named a tier alias."""
+
+    model: ModelConfig
+    tier_headers: dict[str, str]
+
+
+class RouterService:
+    """Resolves models, dispatches to pools and prices every answer."""
+
+    def __init__(self, config: FrugalConfig, dispatcher: Dispatcher, latency: Any, tiers: Any = None) -> None:
+        self.config = config
+        self.dispatcher = dispatcher
+        self.latency = latency
+        self.tiers = tiers  # serve.dispatch.tiers.TierRouter or None
+        self.created_s = int(time.time())
+        self._started = False
+
+    async def ensure_started(self) -> None:
+        """Start the pool monitor on the serving event loop (first request)."""
+        if not self._started:
+            self._started = True
+            await self.dispatcher.monitor.start()
+
+    async def close(self) -> None:
+        await self.dispatcher.monitor.stop()
+
+    # --- request validation -------------------------------------------------------------
+
+    def resolve_model(self, endpoint: Endpoint, data: dict[str, Any]) -> Resolved:
+        name = data.get("model")
+        task = ENDPOINT_TASK[endpoint]
+        if name is None:
+            candidates = [m for m in self.config.models if m.task == task]
+            if len(candidates) != 1:
+                raise bad_request("model is required when several models are served.", param="model")
+            data["model"] = candidates[0].name
+            return Resolved(candidates[0], {})
+        if not isinstance(name, str):
+            raise bad_request("model must be a string.", param="model")
+        headers: dict[str, str] = {}
+        if self.tiers is not None and task == "chat" and self.tiers.is_alias(name):
+            tier, score, chosen = self.tiers.route(endpoint, data)
+            headers = {"x-frugal-tier": tier, "x-frugal-complexity": f"{score:.3f}", "x-frugal-model": chosen}
+            data["model"] = name = chosen
+        model = self.config.model(name)
+        if model is None:
+            raise model_not_found(name)
+        if model.task != task:
+            raise bad_request(
+                f"The model '{name}' is a {model.task} model and does not serve this endpoint.",
+                param="model",
+                code="unsupported_endpoint",
+            )
+        return Resolved(model, headers)
+
+    async def read_body(self, request: Request) -> bytes:
+        limit = self.config.router.max_request_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise FrugalError(413, f"The request body exceeds {limit} bytes.", code="request_too_large")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise FrugalError(413, f"The request body exceeds {limit} bytes.", code="request_too_large")
+        return bytes(body)
+
+    # --- the request path ---------------------------------------------------------------
+
+    async def handle(self, endpoint: Endpoint, request: Request) -> Response:
+        await self.ensure_started()
+        data = decode_json_object(await self.read_body(request))
+        resolved = self.resolve_model(endpoint, data)
+        parsed = parse_request(endpoint, data)
+        stream = bool(getattr(parsed, "stream", False))
+        include_usage = wants_usage_chunk(parsed)
+        if stream:
+            force_usage_chunk(parsed)
+        estimate = estimate_request(resolved.model.name, endpoint, data)
+        decision = self.dispatcher.decide(estimate)
+        # vLLM prefixes the id itself (chatcmpl-, cmpl-, embd-), as the response's ``id``.
+        request_id = uuid.uuid4().hex
+        started_s = time.monotonic()
+        call = await self.dispatcher.call(estimate, decision, endpoint, parsed, request_id)
+        if isinstance(call.first, ErrorBody):
+            call.lease.release()
+            await call.replies.aclose()
+            raise FrugalError.from_body(call.first)
+        pricer = Pricer(call.pool.template.price_usd_per_hour, estimate, decision)
+        headers = {
+            "x-frugal-request-id": f"{REQUEST_ID_PREFIX[endpoint]}-{request_id}",
+            **dispatch_headers(call.pool.name, decision),
+            **resolved.tier_headers,
+        }
+        if call.retried_from:
+            headers["x-frugal-retried-from"] = call.retried_from
+        if not stream:
+            return await self._complete(call, pricer, headers)
+        headers.update({
+            "cache-control": "no-cache",
+            "x-frugal-cost-usd": format_usd(decision.estimated_cost_usd),
+            "x-frugal-cost-kind": "estimate",
+        })
+        return StreamingResponse(
+            self._stream(call, pricer, include_usage, started_s),
+            media_type="text/event-stream",
+            headers=headers,
+        )
+
+    async def _complete(self, call: Dispatched, pricer: Pricer, headers: dict[str, str]) -> Response:
+        body = call.first
+        assert isinstance(body, str)
+        stats: RunStats | None = None
+        try:
+            async for item in call.replies:  # the run stats follow the body
+                if isinstance(item, RunStats):
+                    stats = item
+        except Exception as exc:  # the body is complete; only its pricing degrades
+            logger.warning("reading run stats from pool %s failed: %r", call.pool.name, exc)
+        finally:
+            call.lease.release()
+            await call.replies.aclose()
+        prompt_tokens, completion_tokens = usage_tokens(body)
+        cost = pricer.cost_usd(prompt_tokens, completion_tokens, stats)
+        # A complete body has no first-token time: only streams feed the latency tracker.
+        headers.update({"x-frugal-cost-usd": format_usd(cost), "x-frugal-cost-kind": "actual"})
+        return Response(content=body_with_cost(body, cost), media_type="application/json", headers=headers)
+
+    async def _stream(
+        self, call: Dispatched, pricer: Pricer, include_usage: bool, started_s: float
+    ) -> AsyncIterator[str]:
+        usage = StreamUsage()
+        events = relay_sse(call.first, call.replies, include_usage, usage, pricer.cost_usd)
+        try:
+            async for event in events:
+                yield event
+        finally:
+            await events.aclose()  # the client went away: abort the engine's request now
+            call.lease.release()
+            if usage.first_token_s is not None and usage.error is None:
+                ttft_ms = (usage.first_token_s - started_s) * 1000
+                decode_s = time.monotonic() - usage.first_token_s
+                tpot_ms = decode_s * 1000 / (usage.completion_tokens - 1) if usage.completion_tokens > 1 else None
+                self.latency.observe(call.pool.name, ttft_ms, tpot_ms)
+
+    def list_models(self) -> dict[str, Any]:
+        data = [
+            {"id": m.name, "object": "model", "created": self.created_s, "owned_by": "frugal", "task": m.task}
+            for m in self.config.models
+        ]
+        if self.tiers is not None:
+            for alias in self.tiers.aliases:
+                data.append({"id": alias, "object": "model", "created": self.created_s, "owned_by": "frugal", "task": "chat"})
+        return {"object": "list", "data": data}
+
