@@ -40,6 +40,7 @@ RAY_ENV_DEFAULTS: dict[str, str] = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
 API_KEY_PREFIX = "frg-"
 ADMIN_KEY_ENV_DEFAULT = "FRUGAL_ADMIN_KEY"
 RATE_WINDOW_S = 60.0  # the sliding window of requests- and tokens-per-minute limits
+BUDGET_RESERVATION_LEASE_S = 600.0  # an unsettled budget reservation lapses after this
 KEY_CACHE_TTL_S = 0.5  # a revoked key stops working on every replica within this
 KEY_CACHE_MAX_ENTRIES = 10_000
 KEY_STALE_MAX_S = 60.0  # store down: a key resolved within this long ago is still honoured
@@ -51,6 +52,7 @@ LEDGER_DEDUPE_TTL_S = 7 * 24 * 3600  # a request id is recognised as written for
 LEDGER_RETRY_MIN_S = 0.05
 LEDGER_RETRY_MAX_S = 2.0
 LEDGER_BATCH_MAX_RECORDS = 500
+LEDGER_LINGER_S = 0.02  # the writer waits this long for a batch to fill (fewer store round trips)
 DRAIN_ON_CLOSE_TIMEOUT_S = 5.0  # ledger and webhook queues get this long at shutdown
 WEBHOOK_TIMEOUT_S = 5.0
 WEBHOOK_MAX_ATTEMPTS = 3
@@ -58,6 +60,7 @@ WEBHOOK_BACKOFF_S = 0.5
 WEBHOOK_QUEUE_MAX_ALERTS = 1000
 REDIS_SOCKET_TIMEOUT_S = 1.0
 REDIS_MAX_CONNECTIONS = 64  # per router replica
+REDIS_POOL_WAIT_S = 5.0  # a burst beyond the pool waits this long for a connection
 LOCAL_SNAPSHOT_PERIOD_S = 1.0  # the embedded default saves its monthly counters this often
 PRIORITY_AGING_S_PER_LEVEL = 10.0
 PRIORITY_MAX_WAITING_PER_MODEL = 1024
@@ -104,9 +107,33 @@ CACHE_RETRY_INTERVAL_S = 1.0  # after a store failure, bypass this long before t
 CACHE_WARNING_INTERVAL_S = 30.0  # at most one warning per degraded operation per interval
 CACHE_REPLAY_CHUNK_CHARS = 256  # a replayed stream carries text in pieces of at most this size
 CACHE_KEY_PREFIX = "frugal:cache:v1"
-SEMANTIC_THRESHOLD = 0.86  # from scripts/eval_semantic_cache.py; see docs/cache.md
+SEMANTIC_THRESHOLD = 0.84  # with the guard; chosen by scripts/eval_semantic_cache.py, see docs/cache.md
 SEMANTIC_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 SEMANTIC_EMBED_TIMEOUT_S = 0.5
 SEMANTIC_MAX_TEXT_CHARS = 800  # MiniLM reads 256 word pieces; longer turns are exact-only
 SEMANTIC_MAX_VECTORS_PER_SCOPE = 4096
 SEMANTIC_INDEX_MAX_VECTORS = 100_000  # vectors a router replica keeps in its in-process index
+
+# Metrics (serve/observability). Histogram buckets in seconds: TTFT from a cached 10 ms to a
+# cold 30 s, TPOT from 1 ms (H100) to 1.3 s (a saturated CPU replica), end to end up to 160 s.
+METRICS_TTFT_BUCKETS_S: tuple[float, ...] = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+METRICS_TPOT_BUCKETS_S: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28)
+METRICS_E2E_BUCKETS_S: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
+METRICS_MAX_TENANT_LABELS = 100  # distinct tenant ids labelled before the rest become "other"
+METRICS_NO_LABEL = "-"  # a label that does not apply (no pool, tenant labels off)
+METRICS_OTHER_LABEL = "other"  # past a label's bound, or a value outside its known set
+
+# Cost calculator and report (serve/costcalc).
+HOURS_PER_MONTH = 730.0  # 8,760 hours a year / 12
+SECONDS_PER_DAY = 86_400.0
+# Own-hardware TCO defaults: assumptions, each overridable (serve/costcalc/tco.py says why).
+DEFAULT_ELECTRICITY_USD_PER_KWH = 0.12
+DEFAULT_PUE = 1.5  # facility power / IT power
+DEFAULT_POWER_DRAW_FRACTION = 0.7  # average draw serving inference, as a fraction of TDP
+DEFAULT_HOST_OVERHEAD_FRACTION = 0.4  # server, network and rack share, as a fraction of the GPU price
+DEFAULT_OPS_FRACTION_PER_YEAR = 0.10  # maintenance, support and space per year, of the capex
+# The cost report's what-if: the latency target of a model whose config gives none, and how
+# often the hypothetical fleets are resized.
+REPORT_DEFAULT_TTFT_MS = 1000.0
+REPORT_DEFAULT_TPOT_MS = 100.0
+REPORT_WHAT_IF_INTERVAL_S = 3600.0

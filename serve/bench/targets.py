@@ -21,13 +21,20 @@ from serve.config.schema import FrugalConfig, ModelConfig
 READY_TIMEOUT_S = 600.0
 
 
-def chat_only_config(config: FrugalConfig, model: str) -> FrugalConfig:
-    """The config with only ``model`` (its first pool), so both targets run one engine."""
+def chat_only_config(config: FrugalConfig, model: str, pool: str | None = None) -> FrugalConfig:
+    """The config with only ``model`` and one of its pools (``pool``, else the one with the
+    largest batch), so both targets run the same single engine."""
     m = config.model(model)
     if m is None:
         raise ValueError(f"no model {model!r} in the config")
-    only = ModelConfig(name=m.name, task=m.task, pools=[m.pools[0]])
-    return FrugalConfig(router=config.router, models=[only])
+    if pool is None:
+        chosen = max(m.pools, key=lambda p: p.engine.max_num_seqs or 0)
+    else:
+        chosen = next((p for p in m.pools if p.name == pool), None)
+        if chosen is None:
+            raise ValueError(f"model {model!r} has no pool {pool!r}; pools: {[p.name for p in m.pools]}")
+    only = m.model_copy(update={"pools": [chosen]})
+    return config.model_copy(update={"models": [only], "tiers": None})
 
 
 def vllm_cli_args(model: ModelConfig) -> list[str]:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from serve.constants import DEFAULT_LATENCY_WINDOW_SIZE
+from serve.constants import DEFAULT_LATENCY_TARGET_PERCENTILE, DEFAULT_LATENCY_WINDOW_SIZE
 from serve.dispatch.types import PoolState
 
 
@@ -68,7 +68,9 @@ class LatencyTracker:
         """Recent observations of the pool."""
         return len(self._recent(pool))
 
-    def annotate(self, pools: Iterable[PoolState], default_percentile: float = 95.0) -> None:
+    def annotate(
+        self, pools: Iterable[PoolState], default_percentile: float = DEFAULT_LATENCY_TARGET_PERCENTILE
+    ) -> None:
         """Set each pool's ``observed_ttft_ms`` / ``observed_tpot_ms`` to its recent
         latencies at its target's percentile (``default_percentile`` without a target), or
         None without observations."""

@@ -30,6 +30,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from serve.config.dispatch import TiersConfig
@@ -38,7 +39,9 @@ LENGTH_FLOOR_CHARS = 200
 LENGTH_CEILING_CHARS = 8000
 DEPTH_CEILING_TURNS = 7
 
-WEIGHTS: dict[str, float] = {"length": 0.45, "code": 0.5, "reasoning": 0.6, "multi_step": 0.35, "depth": 0.25}
+WEIGHTS: Mapping[str, float] = MappingProxyType(
+    {"length": 0.45, "code": 0.5, "reasoning": 0.6, "multi_step": 0.35, "depth": 0.25}
+)
 
 _FENCE = re.compile(r"```")
 _CODE_WORDS = re.compile(

@@ -20,6 +20,8 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
 from serve.config.schema import FrugalConfig, ModelConfig
+from serve.dispatch.latency import LatencyTracker
+from serve.dispatch.tiers import route_tier
 from serve.engine.protocol import Endpoint, ErrorBody, RunStats
 from serve.router.accounting import Pricer, body_with_cost, dispatch_headers, format_usd, usage_tokens
 from serve.router.dispatcher import Dispatched, Dispatcher
@@ -50,11 +52,10 @@ class Resolved:
 class RouterService:
     """Resolves models, dispatches to pools and prices every answer."""
 
-    def __init__(self, config: FrugalConfig, dispatcher: Dispatcher, latency: Any, tiers: Any = None) -> None:
+    def __init__(self, config: FrugalConfig, dispatcher: Dispatcher, latency: LatencyTracker) -> None:
         self.config = config
         self.dispatcher = dispatcher
         self.latency = latency
-        self.tiers = tiers  # serve.dispatch.tiers.TierRouter or None
         self.created_s = int(time.time())
         self._started = False
 
@@ -81,8 +82,15 @@ class RouterService:
         if not isinstance(name, str):
             raise bad_request("model must be a string.", param="model")
         headers: dict[str, str] = {}
-        if self.tiers is not None and task == "chat" and self.tiers.is_alias(name):
-            tier, score, chosen = self.tiers.route(endpoint, data)
+        tiers = self.config.tiers
+        if tiers is not None and task == "chat" and name in tiers.aliases:
+            text = data.get("messages") if endpoint == "chat" else data.get("prompt")
+            if not isinstance(text, (list, str)):
+                raise bad_request("messages or prompt is required.", param="messages" if endpoint == "chat" else "prompt")
+            try:
+                tier, chosen, score = route_tier(tiers, text)
+            except (AttributeError, TypeError, ValueError):  # malformed: the schema would refuse it too
+                raise bad_request("messages must be a list of message objects.", param="messages") from None
             headers = {"x-frugal-tier": tier, "x-frugal-complexity": f"{score:.3f}", "x-frugal-model": chosen}
             data["model"] = name = chosen
         model = self.config.model(name)
@@ -191,8 +199,8 @@ class RouterService:
             {"id": m.name, "object": "model", "created": self.created_s, "owned_by": "frugal", "task": m.task}
             for m in self.config.models
         ]
-        if self.tiers is not None:
-            for alias in self.tiers.aliases:
+        if self.config.tiers is not None:
+            for alias in self.config.tiers.aliases:
                 data.append({"id": alias, "object": "model", "created": self.created_s, "owned_by": "frugal", "task": "chat"})
         return {"object": "list", "data": data}
 

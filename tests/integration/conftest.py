@@ -34,10 +34,20 @@ class Service:
     base_url: str
     config: FrugalConfig
 
-    def engine_handle(self, pool: str):
+    def call_engine(self, pool: str, method: str, *args, timeout_s: float = 30.0):
+        """Call a method of a pool's engine deployment from the test thread.
+
+        In Ray Serve's throughput mode a handle routes on the caller's event loop, so each call
+        runs in a fresh loop with its own handle."""
+        import asyncio
+
         from ray import serve
 
-        return serve.get_deployment_handle(f"engine-{pool}", app_name=APP_NAME)
+        async def call():
+            handle = serve.get_deployment_handle(f"engine-{pool}", app_name=APP_NAME)
+            return await asyncio.wait_for(getattr(handle, method).remote(*args), timeout_s)
+
+        return asyncio.run(call())
 
 
 @pytest.fixture(scope="session")

@@ -9,23 +9,27 @@ import httpx
 import pytest
 
 
-def _engine_busy(service, pool: str) -> int:
-    load = service.engine_handle(pool).load.remote().result(timeout_s=10)
-    return load.num_running + load.num_waiting
+def _engine_busy(service, pools: list[str]) -> int:
+    busy = 0
+    for pool in pools:
+        load = service.call_engine(pool, "load")
+        busy += load.num_running + load.num_waiting
+    return busy
 
 
-def _wait_idle(service, pool: str, timeout_s: float) -> float:
+def _wait_idle(service, pools: list[str], timeout_s: float) -> float:
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < timeout_s:
-        if _engine_busy(service, pool) == 0:
+        if _engine_busy(service, pools) == 0:
             return time.perf_counter() - t0
         time.sleep(0.1)
-    pytest.fail(f"engine {pool} still busy {timeout_s}s after the client left")
+    pytest.fail(f"engines {pools} still busy {timeout_s}s after the client left")
 
 
 @pytest.fixture
-def chat_pool(service, chat_model) -> str:
-    return service.config.model(chat_model).pools[0].name
+def chat_pool(service, chat_model) -> list[str]:
+    """Every pool of the chat model: dispatch may send a request to any of them."""
+    return [pool.name for pool in service.config.model(chat_model).pools]
 
 
 # Long enough that finishing it would take far longer than the assertion allows

@@ -48,95 +48,98 @@ PRICEY = pool("pricey", 4.0)
 MID = pool("mid", 2.0)
 
 
+CHEAPEST_WITHIN_SLO_CASES = [
+    ("cheap pool under target", [PRICEY, CHEAP], ("cheap", "pricey"), "cheapest-within-slo", ()),
+    (
+        "cheap pool saturated: spill to the next cheapest",
+        [dataclasses.replace(CHEAP, running=7), MID, PRICEY],
+        ("mid", "pricey", "cheap"),
+        "spill",
+        (),
+    ),
+    (
+        "cheap pool's queue counts too",
+        [dataclasses.replace(CHEAP, running=3, waiting=4), PRICEY],
+        ("pricey", "cheap"),
+        "spill",
+        (),
+    ),
+    (
+        "two replicas halve the per-replica load",
+        [dataclasses.replace(CHEAP, running=3, replicas=2), PRICEY],
+        ("cheap", "pricey"),
+        "cheapest-within-slo",
+        (),
+    ),
+    (
+        "cold cheap pool, warm pricier pool meets target: warm chosen, cheap woken",
+        [dataclasses.replace(CHEAP, replicas=0), PRICEY],
+        ("pricey", "cheap"),
+        "cheapest-within-slo",
+        ("cheap",),
+    ),
+    (
+        "cold pool pricier than the warm one is not woken",
+        [CHEAP, dataclasses.replace(PRICEY, replicas=0)],
+        ("cheap", "pricey"),
+        "cheapest-within-slo",
+        (),
+    ),
+    (
+        "cold cheap pool that would miss its target even warm is not woken",
+        [dataclasses.replace(CHEAP, replicas=0, target=LatencyTarget(ttft_ms=500.0, tpot_ms=5.0)), PRICEY],
+        ("pricey", "cheap"),
+        "cheapest-within-slo",
+        (),
+    ),
+    (
+        "no warm pool: the cheapest cold pool, woken",
+        [dataclasses.replace(PRICEY, replicas=0), dataclasses.replace(CHEAP, replicas=0, starting=1)],
+        ("cheap", "pricey"),
+        "cold-start",
+        ("cheap",),
+    ),
+    (
+        "nothing meets its target: the lowest predicted latency",
+        [
+            dataclasses.replace(CHEAP, running=7, target=LatencyTarget(ttft_ms=10.0, tpot_ms=5.0)),
+            dataclasses.replace(PRICEY, running=3, target=LatencyTarget(ttft_ms=10.0, tpot_ms=5.0)),
+        ],
+        ("pricey", "cheap"),
+        "no-pool-meets-slo",
+        (),
+    ),
+    (
+        "nothing meets: a cold pool that would meet once warm is woken",
+        [dataclasses.replace(CHEAP, running=7), dataclasses.replace(MID, replicas=0)],
+        ("cheap", "mid"),
+        "no-pool-meets-slo",
+        ("mid",),
+    ),
+    ("unhealthy pool skipped", [dataclasses.replace(CHEAP, healthy=False), PRICEY], ("pricey",), "cheapest-within-slo", ()),
+    ("no healthy pool", [dataclasses.replace(CHEAP, healthy=False)], (), "no-healthy-pool", ()),
+    ("no pool at all", [], (), "no-healthy-pool", ()),
+    (
+        "a pool without a target always meets it",
+        [dataclasses.replace(CHEAP, running=50, target=None), PRICEY],
+        ("cheap", "pricey"),
+        "cheapest-within-slo",
+        (),
+    ),
+    (
+        "bad observed latency spills a pool the profile thinks is fine",
+        [dataclasses.replace(CHEAP, observed_tpot_ms=40.0), PRICEY],
+        ("pricey", "cheap"),
+        "spill",
+        (),
+    ),
+]
+
+
 @pytest.mark.parametrize(
     ("case", "pools", "expected_pools", "reason", "wake"),
-    [
-        ("cheap pool under target", [PRICEY, CHEAP], ("cheap", "pricey"), "cheapest-within-slo", ()),
-        (
-            "cheap pool saturated: spill to the next cheapest",
-            [dataclasses.replace(CHEAP, running=7), MID, PRICEY],
-            ("mid", "pricey", "cheap"),
-            "spill",
-            (),
-        ),
-        (
-            "cheap pool's queue counts too",
-            [dataclasses.replace(CHEAP, running=3, waiting=4), PRICEY],
-            ("pricey", "cheap"),
-            "spill",
-            (),
-        ),
-        (
-            "two replicas halve the per-replica load",
-            [dataclasses.replace(CHEAP, running=3, replicas=2), PRICEY],
-            ("cheap", "pricey"),
-            "cheapest-within-slo",
-            (),
-        ),
-        (
-            "cold cheap pool, warm pricier pool meets target: warm chosen, cheap woken",
-            [dataclasses.replace(CHEAP, replicas=0), PRICEY],
-            ("pricey", "cheap"),
-            "cheapest-within-slo",
-            ("cheap",),
-        ),
-        (
-            "cold pool pricier than the warm one is not woken",
-            [CHEAP, dataclasses.replace(PRICEY, replicas=0)],
-            ("cheap", "pricey"),
-            "cheapest-within-slo",
-            (),
-        ),
-        (
-            "cold cheap pool that would miss its target even warm is not woken",
-            [dataclasses.replace(CHEAP, replicas=0, target=LatencyTarget(ttft_ms=500.0, tpot_ms=5.0)), PRICEY],
-            ("pricey", "cheap"),
-            "cheapest-within-slo",
-            (),
-        ),
-        (
-            "no warm pool: the cheapest cold pool, woken",
-            [dataclasses.replace(PRICEY, replicas=0), dataclasses.replace(CHEAP, replicas=0, starting=1)],
-            ("cheap", "pricey"),
-            "cold-start",
-            ("cheap",),
-        ),
-        (
-            "nothing meets its target: the lowest predicted latency",
-            [
-                dataclasses.replace(CHEAP, running=7, target=LatencyTarget(ttft_ms=10.0, tpot_ms=5.0)),
-                dataclasses.replace(PRICEY, running=3, target=LatencyTarget(ttft_ms=10.0, tpot_ms=5.0)),
-            ],
-            ("pricey", "cheap"),
-            "no-pool-meets-slo",
-            (),
-        ),
-        (
-            "nothing meets: a cold pool that would meet once warm is woken",
-            [dataclasses.replace(CHEAP, running=7), dataclasses.replace(MID, replicas=0)],
-            ("cheap", "mid"),
-            "no-pool-meets-slo",
-            ("mid",),
-        ),
-        ("unhealthy pool skipped", [dataclasses.replace(CHEAP, healthy=False), PRICEY], ("pricey",), "cheapest-within-slo", ()),
-        ("no healthy pool", [dataclasses.replace(CHEAP, healthy=False)], (), "no-healthy-pool", ()),
-        ("no pool at all", [], (), "no-healthy-pool", ()),
-        (
-            "a pool without a target always meets it",
-            [dataclasses.replace(CHEAP, running=50, target=None), PRICEY],
-            ("cheap", "pricey"),
-            "cheapest-within-slo",
-            (),
-        ),
-        (
-            "bad observed latency spills a pool the profile thinks is fine",
-            [dataclasses.replace(CHEAP, observed_tpot_ms=40.0), PRICEY],
-            ("pricey", "cheap"),
-            "spill",
-            (),
-        ),
-    ],
-    ids=lambda v: v if isinstance(v, str) and " " in v else "",
+    CHEAPEST_WITHIN_SLO_CASES,
+    ids=[case[0] for case in CHEAPEST_WITHIN_SLO_CASES],
 )
 def test_cheapest_within_slo(
     case: str, pools: list[PoolState], expected_pools: tuple[str, ...], reason: str, wake: tuple[str, ...]

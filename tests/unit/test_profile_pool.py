@@ -3,6 +3,7 @@ a pool's config can name."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -76,11 +77,14 @@ def test_written_profile_is_what_a_pool_loads(tmp_path: Path) -> None:
 
 
 def test_script_help_runs_without_a_service() -> None:
+    # PYTHONPATH: the repository may be checked out where Frugal is not pip-installed.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     result = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "profile_pool.py"), "--help"],
         capture_output=True,
         text=True,
         cwd=REPO,
+        env=env,
         timeout=60,
         check=True,
     )

@@ -105,3 +105,26 @@ async def test_a_cold_cheap_pool_is_woken_while_the_warm_one_serves() -> None:
     assert waking is not None
     await waking
     assert router.engines["cheap"].num_requests == 0  # woken by a load() call, not a request
+
+
+async def test_a_tier_alias_picks_a_model_by_complexity_and_says_so() -> None:
+    config = _config().model_copy(update={"tiers": None})
+    data = config.model_dump()
+    small = {**data["models"][0], "name": "small"}
+    data["models"].append({**small, "pools": [{**p, "name": f"small-{p['name']}"} for p in small["pools"]]})
+    data["tiers"] = {"aliases": ["auto"], "small": "small", "medium": "m", "large": "m"}
+    config = FrugalConfig.model_validate(data)
+    engines = {pool.name: FakeEngine(model.name) for model in config.models for pool in model.pools}
+    clients = {name: LocalEngineClient(name, engine) for name, engine in engines.items()}
+    service = build_router_service(config, clients, StaticReplicaCounter({n: (1, 0) for n in clients}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_router_app(service)), base_url="http://t") as client:
+        easy = await client.post("/v1/chat/completions", json={"model": "auto", "messages": [{"role": "user", "content": "hi"}]})
+        hard_text = "Prove step by step, and explain why: " + "def f(x):\n    return x\n" * 40
+        hard = await client.post("/v1/chat/completions", json={"model": "auto", "messages": [{"role": "user", "content": hard_text}]})
+        broken = await client.post("/v1/chat/completions", json={"model": "auto", "messages": [1, "x"]})
+        listed = (await client.get("/v1/models")).json()
+    assert (easy.headers["x-frugal-tier"], easy.headers["x-frugal-model"]) == ("small", "small")
+    assert easy.json()["model"] == "small" and 0 <= float(easy.headers["x-frugal-complexity"]) < 0.3
+    assert hard.headers["x-frugal-tier"] in ("medium", "large") and hard.headers["x-frugal-model"] == "m"
+    assert broken.status_code == 400 and broken.json()["error"]["param"] == "messages"
+    assert "auto" in {m["id"] for m in listed["data"]}
