@@ -19,6 +19,8 @@ from serve.config.dispatch import (
     TiersConfig,
 )
 from serve.constants import DEFAULT_MAX_REQUEST_BODY_BYTES
+from serve.observability.config import MetricsConfig
+from serve.tenants.config import TenantsConfig
 from serve.cost.profile import ThroughputProfile
 
 
@@ -168,6 +170,8 @@ class FrugalConfig(StrictModel):
     models: list[ModelConfig] = Field(min_length=1)
     dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
     tiers: TiersConfig | None = None
+    tenants: TenantsConfig = Field(default_factory=TenantsConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     @field_validator("models")
     @classmethod
@@ -181,6 +185,11 @@ class FrugalConfig(StrictModel):
         if dupes:
             raise ValueError(f"pool names must be unique across models: {dupes}")
         return models
+
+    @model_validator(mode="after")
+    def _tenant_models(self) -> FrugalConfig:
+        self.tenants.check_models(m.name for m in self.models)
+        return self
 
     @model_validator(mode="after")
     def _tiers(self) -> FrugalConfig:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from serve.router.admin import build_admin_router
 from serve.router.errors import install_error_handlers
 from serve.router.service import RouterService
 
@@ -18,6 +19,13 @@ def build_router_app(service: RouterService) -> FastAPI:
     async def health() -> JSONResponse:
         # Answers without waiting on engines, so a replica scaled to zero never blocks it.
         return JSONResponse({"status": "ok"})
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        body, content_type = service.metrics.render()
+        return Response(content=body, media_type=content_type)
+
+    app.include_router(build_admin_router(service.tenants))
 
     @app.get("/v1/models")
     async def models() -> JSONResponse:

@@ -8,10 +8,12 @@ from serve.config.schema import FrugalConfig
 from serve.dispatch.latency import LatencyTracker
 from serve.dispatch.policies import make_policy
 from serve.dispatch.state import pool_state_template
+from serve.observability.metrics import FrugalMetrics
 from serve.router.dispatcher import Dispatcher
 from serve.router.engines import EngineClient
 from serve.router.pools import PoolMonitor, PoolRuntime, ReplicaCounter
 from serve.router.service import RouterService
+from serve.tenants.service import build_tenants
 
 
 def build_router_service(
@@ -23,12 +25,13 @@ def build_router_service(
     """``clients`` maps every pool name to its engine client. No I/O here: the pool monitor
     starts with the first request, on the serving event loop."""
     runtimes = [
-        PoolRuntime(clients[pool.name], pool_state_template(model, pool, base_dir))
+        PoolRuntime(clients[pool.name], pool_state_template(model, pool, base_dir), pool.accelerator_type)
         for model in config.models
         for pool in model.pools
     ]
     latency = LatencyTracker(window_size=config.dispatch.latency_window_size)
-    monitor = PoolMonitor(runtimes, replica_counter, latency, config.dispatch.load_poll_interval_s)
+    metrics = FrugalMetrics(config.metrics)
+    monitor = PoolMonitor(runtimes, replica_counter, latency, config.dispatch.load_poll_interval_s, metrics)
     pools_by_model = {model.name: [pool.name for pool in model.pools] for model in config.models}
     dispatcher = Dispatcher(monitor, make_policy(config.dispatch.policy, config.dispatch.options), pools_by_model)
-    return RouterService(config, dispatcher, latency)
+    return RouterService(config, dispatcher, latency, build_tenants(config.tenants), metrics)

@@ -36,3 +36,7 @@ class RouterDeployment:
 
     def __serve_build_asgi_app__(self) -> Any:
         return build_router_app(self.service)
+
+    async def __del__(self) -> None:
+        # Flushes the ledger's buffer and closes store connections.
+        await self.service.close()

@@ -102,3 +102,47 @@ def install_error_handlers(app: FastAPI) -> None:
         logger.exception("unhandled error in the router")
         body = ErrorBody(status_code=500, message="internal error in the router", type="server_error", code="internal_error")
         return error_response(body)
+
+
+def unauthorized(message: str) -> FrugalError:
+    """A missing, malformed, unknown or revoked API key (OpenAI: 401 invalid_api_key)."""
+    return FrugalError(
+        HTTPStatus.UNAUTHORIZED, message, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+def permission_denied(message: str, param: str | None = None, code: str = "permission_denied") -> FrugalError:
+    return FrugalError(HTTPStatus.FORBIDDEN, message, type="permission_error", param=param, code=code)
+
+
+def not_found(message: str, param: str | None = None) -> FrugalError:
+    return FrugalError(HTTPStatus.NOT_FOUND, message, param=param, code="not_found")
+
+
+def rate_limited(message: str, type: str, param: str | None, headers: dict[str, str]) -> FrugalError:
+    """A request over a rate limit or request quota; ``type`` is "requests" or "tokens" as OpenAI
+    reports it, ``param`` names the limit, ``headers`` carry Retry-After and x-ratelimit-*."""
+    return FrugalError(HTTPStatus.TOO_MANY_REQUESTS, message, type=type, param=param, code="rate_limit_exceeded",
+                       headers=headers)
+
+
+def insufficient_quota(message: str, headers: dict[str, str]) -> FrugalError:
+    """A tenant at 100% of a hard budget (OpenAI: 429 insufficient_quota)."""
+    return FrugalError(HTTPStatus.TOO_MANY_REQUESTS, message, type="insufficient_quota", param="monthly_budget_usd",
+                       code="insufficient_quota", headers=headers)
+
+
+def store_unavailable(detail: str) -> FrugalError:
+    """The shared state store (Redis) cannot be reached and the request cannot be metered."""
+    return FrugalError(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        f"The tenant store is unavailable; retry the request. ({detail})",
+        type="service_unavailable",
+        code="store_unavailable",
+        headers={"Retry-After": "1"},
+    )
+
+
+def overloaded(message: str) -> FrugalError:
+    return FrugalError(HTTPStatus.SERVICE_UNAVAILABLE, message, type="service_unavailable", code="overloaded",
+                       headers={"Retry-After": "1"})

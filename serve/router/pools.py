@@ -49,9 +49,10 @@ class StaticReplicaCounter:
 class PoolRuntime:
     """One pool: its engine client, its static state template and its live figures."""
 
-    def __init__(self, client: EngineClient, template: PoolState) -> None:
+    def __init__(self, client: EngineClient, template: PoolState, accelerator: str = "CPU") -> None:
         self.client = client
         self.template = template
+        self.accelerator = accelerator
         self.replicas = template.replicas
         self.starting = template.starting
         self.reported_in_flight_per_replica = 0.0
@@ -79,6 +80,10 @@ class PoolRuntime:
         )
 
 
+class PoolMetrics(Protocol):
+    def pool_state(self, **figures: object) -> None: ...
+
+
 class LatencySource(Protocol):
     def percentile(self, pool: str, p: float) -> tuple[float, float] | None: ...
 
@@ -92,11 +97,13 @@ class PoolMonitor:
         replica_counter: ReplicaCounter,
         latency: LatencySource,
         poll_interval_s: float,
+        metrics: PoolMetrics | None = None,
     ) -> None:
         self.pools = {p.name: p for p in pools}
         self.replica_counter = replica_counter
         self.latency = latency
         self.poll_interval_s = poll_interval_s
+        self.metrics = metrics
         self._task: asyncio.Task | None = None
 
     def states(self, names: Sequence[str]) -> list[PoolState]:
@@ -143,11 +150,26 @@ class PoolMonitor:
         results = await asyncio.gather(
             *(asyncio.wait_for(p.client.load(), POOL_LOAD_TIMEOUT_S) for p in warm), return_exceptions=True
         )
+        kv_usage: dict[str, float] = {}
         for pool, result in zip(warm, results):
             if isinstance(result, BaseException):
                 logger.debug("load of pool %s unavailable: %r", pool.name, result)
                 continue
             pool.reported_in_flight_per_replica = float(result.num_running + result.num_waiting)
+            kv_usage[pool.name] = result.kv_cache_usage
+        if self.metrics is not None:
+            for state in self.states(list(self.pools)):
+                self.metrics.pool_state(
+                    pool=state.name,
+                    model=state.model,
+                    accelerator=self.pools[state.name].accelerator,
+                    replicas=state.replicas,
+                    starting=state.starting,
+                    running=state.running,
+                    waiting=state.waiting,
+                    kv_cache_usage=kv_usage.get(state.name),
+                    price_usd_per_hour=state.price_usd_per_hour,
+                )
 
     async def start(self) -> None:
         if self._task is None:

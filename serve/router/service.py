@@ -13,6 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,10 @@ from fastapi.responses import Response, StreamingResponse
 from serve.config.schema import FrugalConfig, ModelConfig
 from serve.dispatch.latency import LatencyTracker
 from serve.dispatch.tiers import route_tier
+from serve.dispatch.types import RequestEstimate
+from serve.observability.metrics import FrugalMetrics
+from serve.router.outcome import Finisher, Outcome, Status
+from serve.tenants.service import Tenants
 from serve.engine.protocol import Endpoint, ErrorBody, RunStats
 from serve.router.accounting import Pricer, body_with_cost, dispatch_headers, format_usd, usage_tokens
 from serve.router.dispatcher import Dispatched, Dispatcher
@@ -34,6 +39,22 @@ from serve.router.requests import (
     wants_usage_chunk,
 )
 from serve.router.streaming import StreamUsage, relay_sse
+
+# Refusals by error code or parameter -> the metrics' rejection reasons.
+REJECTION_REASONS: dict[str, str] = {
+    "requests_per_minute": "rate_limit_requests",
+    "tokens_per_minute": "rate_limit_tokens",
+    "max_tokens": "too_large",
+    "monthly_requests": "quota",
+    "insufficient_quota": "budget",
+    "model_not_allowed": "model_not_allowed",
+    "overloaded": "queue_full",
+    "store_unavailable": "store_unavailable",
+}
+
+
+def rejection_reason(err: FrugalError) -> str:
+    return REJECTION_REASONS.get(err.body.param or "", REJECTION_REASONS.get(err.body.code or "", "other"))
 
 logger = logging.getLogger(__name__)
 
@@ -52,21 +73,32 @@ class Resolved:
 class RouterService:
     """Resolves models, dispatches to pools and prices every answer."""
 
-    def __init__(self, config: FrugalConfig, dispatcher: Dispatcher, latency: LatencyTracker) -> None:
+    def __init__(
+        self,
+        config: FrugalConfig,
+        dispatcher: Dispatcher,
+        latency: LatencyTracker,
+        tenants: Tenants,
+        metrics: FrugalMetrics,
+    ) -> None:
         self.config = config
         self.dispatcher = dispatcher
         self.latency = latency
+        self.tenants = tenants
+        self.metrics = metrics
         self.created_s = int(time.time())
         self._started = False
 
     async def ensure_started(self) -> None:
-        """Start the pool monitor on the serving event loop (first request)."""
+        """Start the pool monitor and the tenant stores on the serving event loop (first request)."""
         if not self._started:
             self._started = True
+            await self.tenants.start()
             await self.dispatcher.monitor.start()
 
     async def close(self) -> None:
         await self.dispatcher.monitor.stop()
+        await self.tenants.close()
 
     # --- request validation -------------------------------------------------------------
 
@@ -120,45 +152,86 @@ class RouterService:
 
     async def handle(self, endpoint: Endpoint, request: Request) -> Response:
         await self.ensure_started()
+        context = await self.tenants.authenticate(request.headers.get("authorization"))
         data = decode_json_object(await self.read_body(request))
         resolved = self.resolve_model(endpoint, data)
         parsed = parse_request(endpoint, data)
+        estimate = estimate_request(resolved.model.name, endpoint, data)
+        try:
+            ticket = await self.tenants.admit(context, resolved.model.name, estimate.prompt_tokens + estimate.max_output_tokens)
+        except FrugalError as err:
+            self.metrics.rejected(reason=rejection_reason(err), tier=context.tier_name)
+            raise
+        # vLLM prefixes the id itself (chatcmpl-, cmpl-, embd-), as the response's ``id``.
+        request_id = uuid.uuid4().hex
+        outcome = Outcome(request_id=request_id, model=resolved.model.name)
+        finisher = Finisher(self.tenants, self.metrics, ticket, outcome)
+        headers = {
+            "x-frugal-request-id": f"{REQUEST_ID_PREFIX[endpoint]}-{request_id}",
+            **ticket.headers,
+            **resolved.tier_headers,
+        }
+        exits = AsyncExitStack()
+        try:
+            await exits.enter_async_context(self.tenants.gate.slot(context.priority, resolved.model.name))
+            response = await self._dispatch(endpoint, parsed, estimate, outcome, finisher, exits, headers)
+        except FrugalError as err:
+            await exits.aclose()
+            if err.body.code == "overloaded":  # the priority gate's queue is full
+                self.metrics.rejected(reason="queue_full", tier=context.tier_name)
+            await finisher.finish("failed", err.body.code)
+            err.headers = {**ticket.headers, **err.headers}
+            raise
+        except BaseException:
+            await exits.aclose()
+            await finisher.finish("cancelled")
+            raise
+        return response
+
+    async def _dispatch(
+        self,
+        endpoint: Endpoint,
+        parsed: Any,
+        estimate: RequestEstimate,
+        outcome: Outcome,
+        finisher: Finisher,
+        exits: AsyncExitStack,
+        headers: dict[str, str],
+    ) -> Response:
         stream = bool(getattr(parsed, "stream", False))
         include_usage = wants_usage_chunk(parsed)
         if stream:
             force_usage_chunk(parsed)
-        estimate = estimate_request(resolved.model.name, endpoint, data)
         decision = self.dispatcher.decide(estimate)
-        # vLLM prefixes the id itself (chatcmpl-, cmpl-, embd-), as the response's ``id``.
-        request_id = uuid.uuid4().hex
-        started_s = time.monotonic()
-        call = await self.dispatcher.call(estimate, decision, endpoint, parsed, request_id)
+        call = await self.dispatcher.call(estimate, decision, endpoint, parsed, outcome.request_id)
+        exits.callback(call.lease.release)
+        exits.push_async_callback(call.replies.aclose)
+        outcome.pool = call.pool.name
         if isinstance(call.first, ErrorBody):
-            call.lease.release()
-            await call.replies.aclose()
             raise FrugalError.from_body(call.first)
         pricer = Pricer(call.pool.template.price_usd_per_hour, estimate, decision)
-        headers = {
-            "x-frugal-request-id": f"{REQUEST_ID_PREFIX[endpoint]}-{request_id}",
-            **dispatch_headers(call.pool.name, decision),
-            **resolved.tier_headers,
-        }
+        headers.update(dispatch_headers(call.pool.name, decision))
         if call.retried_from:
             headers["x-frugal-retried-from"] = call.retried_from
         if not stream:
-            return await self._complete(call, pricer, headers)
+            body = await self._complete(call, pricer, outcome)
+            await exits.aclose()
+            await finisher.finish("ok")
+            headers.update({"x-frugal-cost-usd": format_usd(outcome.cost_usd), "x-frugal-cost-kind": "actual"})
+            return Response(content=body, media_type="application/json", headers=headers)
         headers.update({
             "cache-control": "no-cache",
             "x-frugal-cost-usd": format_usd(decision.estimated_cost_usd),
             "x-frugal-cost-kind": "estimate",
         })
         return StreamingResponse(
-            self._stream(call, pricer, include_usage, started_s),
+            self._stream(call, pricer, include_usage, outcome, finisher, exits.pop_all()),
             media_type="text/event-stream",
             headers=headers,
         )
 
-    async def _complete(self, call: Dispatched, pricer: Pricer, headers: dict[str, str]) -> Response:
+    async def _complete(self, call: Dispatched, pricer: Pricer, outcome: Outcome) -> str:
+        """The priced body of a complete (non-streamed) answer; fills ``outcome``."""
         body = call.first
         assert isinstance(body, str)
         stats: RunStats | None = None
@@ -168,31 +241,45 @@ class RouterService:
                     stats = item
         except Exception as exc:  # the body is complete; only its pricing degrades
             logger.warning("reading run stats from pool %s failed: %r", call.pool.name, exc)
-        finally:
-            call.lease.release()
-            await call.replies.aclose()
-        prompt_tokens, completion_tokens = usage_tokens(body)
-        cost = pricer.cost_usd(prompt_tokens, completion_tokens, stats)
+        outcome.prompt_tokens, outcome.completion_tokens = usage_tokens(body)
+        outcome.cost_usd = pricer.cost_usd(outcome.prompt_tokens, outcome.completion_tokens, stats)
         # A complete body has no first-token time: only streams feed the latency tracker.
-        headers.update({"x-frugal-cost-usd": format_usd(cost), "x-frugal-cost-kind": "actual"})
-        return Response(content=body_with_cost(body, cost), media_type="application/json", headers=headers)
+        return body_with_cost(body, outcome.cost_usd)
 
     async def _stream(
-        self, call: Dispatched, pricer: Pricer, include_usage: bool, started_s: float
+        self,
+        call: Dispatched,
+        pricer: Pricer,
+        include_usage: bool,
+        outcome: Outcome,
+        finisher: Finisher,
+        exits: AsyncExitStack,
     ) -> AsyncIterator[str]:
         usage = StreamUsage()
         events = relay_sse(call.first, call.replies, include_usage, usage, pricer.cost_usd)
+        status: Status = "cancelled"  # unless the relay runs to its end
         try:
             async for event in events:
                 yield event
+            status = "ok" if usage.error is None else "failed"
         finally:
             await events.aclose()  # the client went away: abort the engine's request now
-            call.lease.release()
-            if usage.first_token_s is not None and usage.error is None:
-                ttft_ms = (usage.first_token_s - started_s) * 1000
-                decode_s = time.monotonic() - usage.first_token_s
-                tpot_ms = decode_s * 1000 / (usage.completion_tokens - 1) if usage.completion_tokens > 1 else None
-                self.latency.observe(call.pool.name, ttft_ms, tpot_ms)
+            await exits.aclose()
+            outcome.prompt_tokens, outcome.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+            if status == "cancelled" and usage.completion_tokens == 0:
+                outcome.completion_tokens = usage.num_content_events  # a lower bound: no usage chunk came
+            outcome.cost_usd = usage.cost_usd if usage.prompt_tokens else pricer.cost_usd(
+                outcome.prompt_tokens, outcome.completion_tokens, None
+            )
+            if usage.first_token_s is not None:
+                outcome.ttft_s = usage.first_token_s - outcome.started_s
+                if usage.completion_tokens > 1:
+                    outcome.tpot_s = (time.monotonic() - usage.first_token_s) / (usage.completion_tokens - 1)
+                if usage.error is None:
+                    self.latency.observe(
+                        call.pool.name, outcome.ttft_s * 1000, outcome.tpot_s * 1000 if outcome.tpot_s else None
+                    )
+            await finisher.finish(status, usage.error.code if usage.error else None)
 
     def list_models(self) -> dict[str, Any]:
         data = [

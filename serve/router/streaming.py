@@ -38,6 +38,7 @@ class StreamUsage:
     stats: RunStats | None = None
     cost_usd: float = 0.0
     first_token_s: float | None = None  # monotonic time of the first content payload
+    num_content_events: int = 0
 
 
 # (prompt_tokens, completion_tokens, run stats or None) -> cost in USD
@@ -105,6 +106,7 @@ async def relay_sse(
                 else:
                     if usage.first_token_s is None:
                         usage.first_token_s = time.monotonic()
+                    usage.num_content_events += 1
                     yield sse_event(payload)
             try:
                 payload = await anext(rest)

@@ -1,0 +1,2 @@
+"""Metrics (``metrics.FrugalMetrics``), the Grafana dashboard (``dashboard``) and helpers
+to read a scrape back (``scrape``)."""
