@@ -19,6 +19,7 @@ from serve.config.dispatch import (
     TiersConfig,
 )
 from serve.constants import DEFAULT_MAX_REQUEST_BODY_BYTES
+from serve.cache.config import CacheConfig
 from serve.observability.config import MetricsConfig
 from serve.tenants.config import TenantsConfig
 from serve.cost.profile import ThroughputProfile
@@ -172,6 +173,7 @@ class FrugalConfig(StrictModel):
     tiers: TiersConfig | None = None
     tenants: TenantsConfig = Field(default_factory=TenantsConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
 
     @field_validator("models")
     @classmethod
@@ -189,6 +191,18 @@ class FrugalConfig(StrictModel):
     @model_validator(mode="after")
     def _tenant_models(self) -> FrugalConfig:
         self.tenants.check_models(m.name for m in self.models)
+        return self
+
+    @model_validator(mode="after")
+    def _cache_models(self) -> FrugalConfig:
+        tasks = {m.name: m.task for m in self.models}
+        semantic = self.cache.semantic
+        if self.cache.enabled and semantic.models:
+            if tasks.get(semantic.embedding_model) != "embed":
+                raise ValueError(f"cache.semantic.embedding_model {semantic.embedding_model!r} is not a served embedding model")
+            unknown = sorted(name for name in semantic.models if tasks.get(name) != "chat")
+            if unknown:
+                raise ValueError(f"cache.semantic.models {unknown} are not served chat models")
         return self
 
     @model_validator(mode="after")

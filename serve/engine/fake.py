@@ -193,3 +193,9 @@ class FakeEngine:
             data.append({"index": i, "object": "embedding", "embedding": vector})
         usage = _usage(sum(_num_words(t) for t in texts), 0)
         return {**base, "object": "list", "data": data, "usage": usage}
+
+
+def fake_engine_factory(model: Any, pool: Any) -> FakeEngine:
+    """An ``engine_factory`` for ``serve.builder.build_app``: instant fake engines, for tests and
+    for measuring the router's own overhead (importable by Ray workers, unlike test modules)."""
+    return FakeEngine(model.name)

@@ -13,6 +13,7 @@ from serve.router.app import build_router_app
 from serve.router.assembly import build_router_service
 from serve.router.engines import HandleEngineClient
 from serve.router.replicas import ServeReplicaCounter
+from serve.router.requests import load_request_models
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ class RouterDeployment:
         clients = {pool: HandleEngineClient(pool, handle) for pools in handles.values() for pool, handle in pools.items()}
         counter = ServeReplicaCounter({pool: ENGINE_DEPLOYMENT_PREFIX + pool for pool in clients})
         self.service = build_router_service(config, clients, counter)
+        load_request_models()
         for model in config.models:
             for pool in model.pools:
                 state = self.service.dispatcher.monitor.pools[pool.name].template

@@ -7,6 +7,7 @@ a 400 that names the parameter.
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -24,12 +25,19 @@ from serve.engine.protocol import Endpoint
 from serve.router.errors import FrugalError, bad_request, from_validation_error
 
 
+@functools.cache
 def _request_models() -> dict[Endpoint, Any]:
     from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
     from vllm.entrypoints.openai.completion.protocol import CompletionRequest
     from vllm.entrypoints.pooling.embed.protocol import EmbeddingCompletionRequest
 
     return {"chat": ChatCompletionRequest, "completion": CompletionRequest, "embedding": EmbeddingCompletionRequest}
+
+
+def load_request_models() -> None:
+    """Import vLLM's protocol models now (about 15 s on a small CPU) rather than on the first
+    request; the router replica calls it while starting, before it takes traffic."""
+    _request_models()
 
 
 def decode_json_object(body: bytes) -> dict[str, Any]:
@@ -79,12 +87,16 @@ def check_bounds(endpoint: Endpoint, data: dict[str, Any]) -> None:
 
 def parse_request(endpoint: Endpoint, data: dict[str, Any]) -> Any:
     """Validate ``data`` as the request model of ``endpoint``; raises ``FrugalError``(400)."""
+    from vllm.exceptions import VLLMClientError
+
     check_bounds(endpoint, data)
     model_cls = _request_models()[endpoint]
     try:
         return model_cls.model_validate(data)
     except ValidationError as e:
         raise from_validation_error(e) from None
+    except VLLMClientError as e:  # vLLM's own request checks, e.g. stream_options without stream
+        raise bad_request(str(e), param=getattr(e, "parameter", None)) from None
     except (ValueError, TypeError) as e:  # validators that raise outside pydantic's wrapping
         raise bad_request(str(e)) from None
 

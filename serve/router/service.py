@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
+from serve.cache import CacheLookup, ResponseCache, StreamRecorder, entry_from_body, take_cache_controls
 from serve.config.schema import FrugalConfig, ModelConfig
 from serve.dispatch.latency import LatencyTracker
 from serve.dispatch.tiers import route_tier
@@ -29,6 +30,7 @@ from serve.router.outcome import Finisher, Outcome, Status
 from serve.tenants.service import Tenants
 from serve.engine.protocol import Endpoint, ErrorBody, RunStats
 from serve.router.accounting import Pricer, body_with_cost, dispatch_headers, format_usd, usage_tokens
+from serve.router.cached import respond_from_cache
 from serve.router.dispatcher import Dispatched, Dispatcher
 from serve.router.errors import FrugalError, bad_request, model_not_found
 from serve.router.requests import (
@@ -80,12 +82,14 @@ class RouterService:
         latency: LatencyTracker,
         tenants: Tenants,
         metrics: FrugalMetrics,
+        cache: ResponseCache,
     ) -> None:
         self.config = config
         self.dispatcher = dispatcher
         self.latency = latency
         self.tenants = tenants
         self.metrics = metrics
+        self.cache = cache
         self.created_s = int(time.time())
         self._started = False
 
@@ -98,6 +102,7 @@ class RouterService:
 
     async def close(self) -> None:
         await self.dispatcher.monitor.stop()
+        await self.cache.close()
         await self.tenants.close()
 
     # --- request validation -------------------------------------------------------------
@@ -154,6 +159,7 @@ class RouterService:
         await self.ensure_started()
         context = await self.tenants.authenticate(request.headers.get("authorization"))
         data = decode_json_object(await self.read_body(request))
+        controls = take_cache_controls(data)  # the `cache` field is Frugal's, not vLLM's
         resolved = self.resolve_model(endpoint, data)
         parsed = parse_request(endpoint, data)
         estimate = estimate_request(resolved.model.name, endpoint, data)
@@ -173,8 +179,16 @@ class RouterService:
         }
         exits = AsyncExitStack()
         try:
+            lookup = await self.cache.lookup(endpoint, data, context.cache_namespace, controls)
+            self.metrics.cache_lookup(model=resolved.model.name, result=lookup.status, match=lookup.match)
+            headers.update(lookup.headers())
+            if lookup.status == "hit":
+                stream = bool(getattr(parsed, "stream", False))
+                return await respond_from_cache(
+                    endpoint, lookup, resolved.model.name, stream, wants_usage_chunk(parsed), outcome, finisher, headers
+                )
             await exits.enter_async_context(self.tenants.gate.slot(context.priority, resolved.model.name))
-            response = await self._dispatch(endpoint, parsed, estimate, outcome, finisher, exits, headers)
+            response = await self._dispatch(endpoint, parsed, estimate, outcome, finisher, exits, headers, lookup)
         except FrugalError as err:
             await exits.aclose()
             if err.body.code == "overloaded":  # the priority gate's queue is full
@@ -197,6 +211,7 @@ class RouterService:
         finisher: Finisher,
         exits: AsyncExitStack,
         headers: dict[str, str],
+        lookup: CacheLookup,
     ) -> Response:
         stream = bool(getattr(parsed, "stream", False))
         include_usage = wants_usage_chunk(parsed)
@@ -216,6 +231,8 @@ class RouterService:
         if not stream:
             body = await self._complete(call, pricer, outcome)
             await exits.aclose()
+            if lookup.plan is not None and endpoint != "embedding":
+                await self.cache.store(lookup, entry_from_body(endpoint, body, outcome.cost_usd))
             await finisher.finish("ok")
             headers.update({"x-frugal-cost-usd": format_usd(outcome.cost_usd), "x-frugal-cost-kind": "actual"})
             return Response(content=body, media_type="application/json", headers=headers)
@@ -225,7 +242,7 @@ class RouterService:
             "x-frugal-cost-kind": "estimate",
         })
         return StreamingResponse(
-            self._stream(call, pricer, include_usage, outcome, finisher, exits.pop_all()),
+            self._stream(call, pricer, include_usage, outcome, finisher, exits.pop_all(), lookup, endpoint),
             media_type="text/event-stream",
             headers=headers,
         )
@@ -254,9 +271,13 @@ class RouterService:
         outcome: Outcome,
         finisher: Finisher,
         exits: AsyncExitStack,
+        lookup: CacheLookup,
+        endpoint: Endpoint,
     ) -> AsyncIterator[str]:
         usage = StreamUsage()
-        events = relay_sse(call.first, call.replies, include_usage, usage, pricer.cost_usd)
+        recorder = StreamRecorder(endpoint) if lookup.plan is not None and endpoint != "embedding" else None
+        observe = recorder.feed if recorder is not None else None
+        events = relay_sse(call.first, call.replies, include_usage, usage, pricer.cost_usd, observe)
         status: Status = "cancelled"  # unless the relay runs to its end
         try:
             async for event in events:
@@ -279,6 +300,10 @@ class RouterService:
                     self.latency.observe(
                         call.pool.name, outcome.ttft_s * 1000, outcome.tpot_s * 1000 if outcome.tpot_s else None
                     )
+            if recorder is not None and status == "ok":  # only a stream that finished normally
+                entry = recorder.entry(outcome.cost_usd)
+                if entry is not None:
+                    await self.cache.store(lookup, entry)
             await finisher.finish(status, usage.error.code if usage.error else None)
 
     def list_models(self) -> dict[str, Any]:

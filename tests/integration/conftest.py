@@ -33,6 +33,7 @@ def free_port() -> int:
 class Service:
     base_url: str
     config: FrugalConfig
+    keys: dict[str, str]  # tenant id -> API key
 
     def call_engine(self, pool: str, method: str, *args, timeout_s: float = 30.0):
         """Call a method of a pool's engine deployment from the test thread.
@@ -50,29 +51,55 @@ class Service:
         return asyncio.run(call())
 
 
+@dataclass
+class ServeCluster:
+    base_url: str
+
+
 @pytest.fixture(scope="session")
-def service() -> Iterator[Service]:
+def ray_serve() -> Iterator[ServeCluster]:
+    """A local Ray instance with Serve's HTTP proxy on a free port; stopped at the end."""
     import ray
     from ray import serve
-
-    from serve.builder import build_app
 
     if ray.is_initialized():
         pytest.fail("Ray is already initialised in the test process")
     for key, value in RAY_ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
-    config = load_config()
     port = free_port()
     ray.init(include_dashboard=False, log_to_driver=False, namespace=f"frugal-test-{os.getpid()}")
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(build_app(config), name=APP_NAME, route_prefix="/")
-        yield Service(base_url=f"http://127.0.0.1:{port}", config=config)
+        yield ServeCluster(base_url=f"http://127.0.0.1:{port}")
     finally:
         try:
             serve.shutdown()
         finally:
             ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def service(ray_serve: ServeCluster, redis_server) -> Iterator[Service]:
+    """The default application (real vLLM CPU engines) at the root of the proxy, with its
+    response cache in the test's redis-server and two tenants with keys (auth stays off:
+    requests without a key are the anonymous tenant's)."""
+    from ray import serve
+
+    from serve.builder import build_app
+    from serve.tenants.keys import generate_key
+
+    keys = {tenant: generate_key() for tenant in ("alpha", "beta")}
+    base = load_config()
+    config = base.model_validate({
+        **base.model_dump(),
+        "cache": {**base.cache.model_dump(), "redis_url": redis_server.url},
+        "tenants": {"tenants": [
+            {"id": tenant, "tier": "paid", "keys": [{"id": key.key_id, "sha256": key.sha256}]}
+            for tenant, key in keys.items()
+        ]},
+    })
+    serve.run(build_app(config), name=APP_NAME, route_prefix="/")
+    yield Service(base_url=ray_serve.base_url, config=config, keys={t: k.key for t, k in keys.items()})
 
 
 @pytest.fixture(scope="session")

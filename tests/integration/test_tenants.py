@@ -1,0 +1,112 @@
+"""Tenants through Ray Serve with two router replicas sharing a real redis-server: global rate
+limits (never more admitted than the limit), the ledger reconciling with the responses, and a
+revoked key refused on every replica within a second.
+
+The application here runs fake engines (instant answers): what is under test is the router
+tier's shared state, and a fake engine lets the test offer hundreds of requests per second."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+
+from serve.engine.fake import fake_engine_factory
+from serve.tenants.keys import generate_key
+
+APP = "frugal-tenants-test"
+PREFIX = "/tenants-test"
+RPM = 100
+NUM_REQUESTS = 300
+ADMIN_KEY = "frugal-admin-test-key-0123456789"
+
+
+@pytest.fixture(scope="module")
+def tenants_app(ray_serve, redis_server):
+    from ray import serve
+
+    from serve.builder import build_app
+    from serve.config.schema import FrugalConfig
+    from serve.tenants.keys import hash_key
+
+    key = generate_key()
+    config = FrugalConfig.model_validate({
+        "router": {"num_replicas": 2, "num_cpus": 0},
+        "models": [{"name": "m", "pools": [{"name": "fake", "params_b": 0.1, "num_cpus": 0, "engine": {"model": "/m"}}]}],
+        "tenants": {
+            "auth_enabled": True,
+            "admin_key_env": None,
+            "admin_key_sha256": hash_key(ADMIN_KEY),
+            "redis_url": redis_server.url,
+            "tiers": {"paid": {"requests_per_minute": RPM}},
+            "tenants": [{"id": "acme", "tier": "paid", "keys": [{"id": key.key_id, "sha256": key.sha256}]}],
+        },
+    })
+    serve.run(build_app(config, engine_factory=fake_engine_factory), name=APP, route_prefix=PREFIX)
+    try:
+        yield f"{ray_serve.base_url}{PREFIX}", key.key
+    finally:
+        serve.delete(APP)
+
+
+async def _burst(url: str, key: str, n: int) -> tuple[list[httpx.Response], float, float]:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    headers = {"authorization": f"Bearer {key}"}
+    limits = httpx.Limits(max_connections=64)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        t0 = time.perf_counter()
+        tasks = [asyncio.create_task(client.post(f"{url}/v1/chat/completions", json=body, headers=headers)) for _ in range(n)]
+        responses = await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - t0
+    return responses, t0, elapsed
+
+
+def test_two_router_replicas_admit_exactly_the_limit(tenants_app, redis_server):
+    import redis
+
+    url, key = tenants_app
+    responses, _, elapsed = asyncio.run(_burst(url, key, NUM_REQUESTS))
+    statuses = [r.status_code for r in responses]
+    admitted = statuses.count(200)
+    rate = NUM_REQUESTS / elapsed
+    print(f"offered {NUM_REQUESTS} requests in {elapsed:.2f}s = {rate:.0f} requests/s across 2 router replicas; "
+          f"admitted {admitted}, refused 429: {statuses.count(429)}, other: {len(statuses) - admitted - statuses.count(429)}")
+    assert set(statuses) <= {200, 429}
+    assert admitted == RPM
+    assert rate >= 200
+    refused = next(r for r in responses if r.status_code == 429)
+    assert refused.json()["error"]["param"] == "requests_per_minute" and "retry-after" in refused.headers
+
+    # The ledger: one record per admitted request, totals equal to the responses' usage.
+    completion = sum(r.json()["usage"]["completion_tokens"] for r in responses if r.status_code == 200)
+    client = redis.Redis.from_url(redis_server.url)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and client.xlen("frugal:ledger") < RPM:
+        time.sleep(0.2)
+    entries = client.xrange("frugal:ledger")
+    assert len(entries) == RPM
+    import json
+
+    records = [json.loads(fields[b"record"]) if b"record" in fields else {k.decode(): v.decode() for k, v in fields.items()}
+               for _, fields in entries]
+    assert sum(int(r["completion_tokens"]) for r in records) == completion
+
+
+def test_a_revoked_key_is_refused_on_every_replica_within_a_second(tenants_app):
+    url, _ = tenants_app
+    admin = {"authorization": f"Bearer {ADMIN_KEY}"}
+    created = httpx.post(f"{url}/admin/keys", json={"tenant_id": "beta", "tier": "vip"}, headers=admin, timeout=30)
+    assert created.status_code in (200, 201), created.text
+    new = created.json()
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    auth = {"authorization": f"Bearer {new['key']}"}
+    assert httpx.post(f"{url}/v1/chat/completions", json=body, headers=auth, timeout=30).status_code == 200
+    revoked = httpx.delete(f"{url}/admin/keys/{new['key_id']}", headers=admin, timeout=30)
+    assert revoked.status_code == 200, revoked.text
+    time.sleep(1.0)
+    statuses = {httpx.post(f"{url}/v1/chat/completions", json=body, headers=auth, timeout=30).status_code for _ in range(20)}
+    assert statuses == {401}
+    bad_admin = httpx.post(f"{url}/admin/keys", json={"tenant_id": "x"}, headers={"authorization": "Bearer nope"}, timeout=30)
+    assert bad_admin.status_code == 401
