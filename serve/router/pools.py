@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from serve.constants import POOL_FAILURE_COOLDOWN_S, POOL_LOAD_TIMEOUT_S
+from serve.constants import POOL_FAILURE_COOLDOWN_S, POOL_LOAD_TIMEOUT_S, REPLICA_COUNT_INTERVAL_S
 from serve.dispatch.types import PoolState
 from serve.router.engines import EngineClient
 
@@ -53,7 +53,7 @@ class PoolRuntime:
         self.client = client
         self.template = template
         self.accelerator = accelerator
-        self.replicas = template.replicas
+        self.replicas = template.replicas or template.min_replicas
         self.starting = template.starting
         self.reported_in_flight_per_replica = 0.0
         self.local_in_flight = 0
@@ -136,13 +136,15 @@ class PoolMonitor:
         except Exception as exc:  # the next wake retries; dispatch keeps spilling meanwhile
             logger.warning("waking pool %s failed: %r", pool.name, exc)
 
-    async def refresh(self) -> None:
-        """One poll: replica counts, then the load of every pool with ready replicas."""
-        try:
-            counts = await self.replica_counter.counts()
-        except Exception as exc:
-            logger.warning("reading replica counts failed: %r", exc)
-            counts = {}
+    async def refresh(self, count_replicas: bool = True) -> None:
+        """One poll: replica counts (when asked: Ray's controller is slower to ask), then the
+        load of every pool with ready replicas."""
+        counts: dict[str, tuple[int, int]] = {}
+        if count_replicas:
+            try:
+                counts = await self.replica_counter.counts()
+            except Exception as exc:
+                logger.warning("reading replica counts failed: %r", exc)
         for name, (ready, starting) in counts.items():
             if name in self.pools:
                 self.pools[name].replicas, self.pools[name].starting = ready, starting
@@ -172,17 +174,21 @@ class PoolMonitor:
                 )
 
     async def start(self) -> None:
+        """Start polling in the background; until the first poll answers, each pool is taken
+        to have its configured minimum of replicas."""
         if self._task is None:
-            await self.refresh()
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
+        polls_per_count = max(1, round(REPLICA_COUNT_INTERVAL_S / self.poll_interval_s))
+        num_polls = 0
         while True:
-            await asyncio.sleep(self.poll_interval_s)
             try:
-                await self.refresh()
+                await self.refresh(count_replicas=num_polls % polls_per_count == 0)
             except Exception as exc:  # never let the monitor die: dispatch would go blind
                 logger.warning("pool monitor poll failed: %r", exc)
+            num_polls += 1
+            await asyncio.sleep(self.poll_interval_s)
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import json
+import math
+import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -40,13 +42,63 @@ def load_request_models() -> None:
     _request_models()
 
 
+INT64_MAX = 2**63 - 1
+# A JSON escape of a UTF-16 surrogate (\ud800-\udfff): the only way a string in a strictly
+# decoded UTF-8 body can hold a code point that no UTF-8 encoder accepts.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _parse_int(text: str) -> int:
+    value = int(text)
+    if not -INT64_MAX - 1 <= value <= INT64_MAX:
+        raise ValueError(f"integer {text[:24]}{'...' if len(text) > 24 else ''} is out of range (64-bit)")
+    return value
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:24]} is out of range")
+    return value
+
+
+def _parse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _check_unicode(data: Any) -> None:
+    """Refuse strings (keys included) holding lone surrogates: valid JSON escapes that
+    tokenizers, cache keys, the ledger and response rendering cannot encode."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise bad_request(
+                    "The request body holds a lone UTF-16 surrogate escape (\\ud800-\\udfff), which is not valid Unicode.",
+                    code="invalid_json",
+                ) from None
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
 def decode_json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object: strict UTF-8, numbers finite and within 64 bits (no NaN or
+    Infinity), no lone surrogates; anything else is a 400 ``invalid_json``."""
     try:
-        data = json.loads(body)
+        text = body.decode("utf-8")
+        data = json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant)
     except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise bad_request(f"The request body is not valid JSON: {e}", code="invalid_json") from None
     if not isinstance(data, dict):
         raise bad_request("The request body must be a JSON object.", code="invalid_json")
+    if _SURROGATE_ESCAPE.search(text):
+        _check_unicode(data)
     return data
 
 
@@ -112,24 +164,44 @@ def _text_chars(value: Any) -> int:
     return 0
 
 
-def estimate_request(model: str, endpoint: Endpoint, data: dict[str, Any]) -> RequestEstimate:
+def estimate_request(model: str, endpoint: Endpoint, data: dict[str, Any], parsed: Any = None) -> RequestEstimate:
     """Token counts known before dispatch: the prompt at ~4 characters per token (the
     tokenizer runs in the engine), and the output bound ``max_tokens`` x ``n`` (or a default
-    when unset)."""
+    when unset). The bounds come from the validated request when there is one: the raw body
+    may carry fields the endpoint's model ignores (``max_completion_tokens`` on completions)."""
     text = data.get("messages") if endpoint == "chat" else data.get("prompt" if endpoint == "completion" else "input")
     prompt_tokens = max(1, _text_chars(text) // CHARS_PER_TOKEN_ESTIMATE)
     if endpoint == "embedding":
         return RequestEstimate(model=model, prompt_tokens=prompt_tokens, max_output_tokens=0)
-    limit = data.get("max_completion_tokens") or data.get("max_tokens") or DEFAULT_OUTPUT_TOKENS_ESTIMATE
-    n = data.get("n") or 1
+    def get(key: str) -> Any:
+        return getattr(parsed, key, None) if parsed is not None else data.get(key)
+
+    limit = _positive_int(get("max_completion_tokens")) or _positive_int(get("max_tokens"))
+    n = _positive_int(get("n")) or 1
     return RequestEstimate(
-        model=model, prompt_tokens=prompt_tokens, max_output_tokens=int(limit) * int(n), stream=bool(data.get("stream"))
+        model=model,
+        prompt_tokens=prompt_tokens,
+        max_output_tokens=(limit or DEFAULT_OUTPUT_TOKENS_ESTIMATE) * n,
+        stream=get("stream") is True,
     )
+
+
+def _positive_int(value: Any) -> int | None:
+    """``value`` when it is a positive integer (not a bool), else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return None
+
+
+def is_streaming(endpoint: Endpoint, request: Any) -> bool:
+    """Whether the answer goes out as SSE. Embeddings never stream: a ``stream`` field on an
+    embedding request is an unknown field, not a switch."""
+    return endpoint != "embedding" and getattr(request, "stream", None) is True
 
 
 def wants_usage_chunk(request: Any) -> bool:
     options = getattr(request, "stream_options", None)
-    return bool(options and options.include_usage)
+    return getattr(options, "include_usage", None) is True
 
 
 def force_usage_chunk(request: Any) -> None:
@@ -149,5 +221,6 @@ __all__ = [
     "estimate_request",
     "parse_request",
     "force_usage_chunk",
+    "is_streaming",
     "wants_usage_chunk",
 ]

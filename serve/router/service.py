@@ -37,6 +37,7 @@ from serve.router.requests import (
     decode_json_object,
     estimate_request,
     force_usage_chunk,
+    is_streaming,
     parse_request,
     wants_usage_chunk,
 )
@@ -162,7 +163,7 @@ class RouterService:
         controls = take_cache_controls(data)  # the `cache` field is Frugal's, not vLLM's
         resolved = self.resolve_model(endpoint, data)
         parsed = parse_request(endpoint, data)
-        estimate = estimate_request(resolved.model.name, endpoint, data)
+        estimate = estimate_request(resolved.model.name, endpoint, data, parsed)
         try:
             ticket = await self.tenants.admit(context, resolved.model.name, estimate.prompt_tokens + estimate.max_output_tokens)
         except FrugalError as err:
@@ -183,7 +184,7 @@ class RouterService:
             self.metrics.cache_lookup(model=resolved.model.name, result=lookup.status, match=lookup.match)
             headers.update(lookup.headers())
             if lookup.status == "hit":
-                stream = bool(getattr(parsed, "stream", False))
+                stream = is_streaming(endpoint, parsed)
                 return await respond_from_cache(
                     endpoint, lookup, resolved.model.name, stream, wants_usage_chunk(parsed), outcome, finisher, headers
                 )
@@ -213,7 +214,7 @@ class RouterService:
         headers: dict[str, str],
         lookup: CacheLookup,
     ) -> Response:
-        stream = bool(getattr(parsed, "stream", False))
+        stream = is_streaming(endpoint, parsed)
         include_usage = wants_usage_chunk(parsed)
         if stream:
             force_usage_chunk(parsed)

@@ -98,6 +98,7 @@ async def test_a_streamed_answer_reports_its_cost_in_the_usage_chunk() -> None:
 
 async def test_a_cold_cheap_pool_is_woken_while_the_warm_one_serves() -> None:
     router = Router(FakeEngine("m"), FakeEngine("m"), replicas={"cheap": 0, "pricey": 1})
+    await router.service.dispatcher.monitor.refresh()  # the first poll: the cheap pool has no replica
     async with router.client() as client:
         r = await client.post("/v1/chat/completions", json={"model": "m", "messages": HELLO})
     assert r.headers["x-frugal-pool"] == "pricey"
