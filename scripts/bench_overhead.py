@@ -2,7 +2,7 @@
 driven by a closed loop of clients at increasing concurrency, non-streamed and streamed.
 Writes <out>/overhead.json and <out>/overhead.png and prints a Markdown table.
 
-    PYTHONPATH=. python scripts/bench_overhead.py                      # serve-noop and router
+    PYTHONPATH=. python scripts/bench_overhead.py                      # every variant, ~25 min
     PYTHONPATH=. python scripts/bench_overhead.py --variants router --levels 1,8,32 --duration-s 5
 """
 
@@ -18,7 +18,8 @@ from serve.bench.overhead import VARIANTS, plot, run, table
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variants", default="serve-noop,router", help=f"comma-separated, of {sorted(VARIANTS)}")
+    parser.add_argument("--variants", default="serve-noop,router,cache-hit-memory,cache-hit-redis,full-miss",
+                        help=f"comma-separated, of {sorted(VARIANTS)}")
     parser.add_argument("--levels", default="1,2,4,8,16,32,64", help="concurrent clients per level")
     parser.add_argument("--duration-s", type=float, default=10.0, help="measured window per level")
     parser.add_argument("--warmup-s", type=float, default=1.0, help="unmeasured lead-in per level")

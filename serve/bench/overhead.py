@@ -15,8 +15,11 @@ Variants:
 - ``router``: Frugal's app (``build_app``) with ``fake_engine_factory`` engines: the router
   (dispatch, pricing, tenants with auth off, metrics) plus the router -> engine call.
 
-A later variant (cache hits, auth + rate limits + ledger) is one more ``Variant`` entry: a
-name, a function that adjusts the base config, and the headers its requests carry.
+- ``cache-hit-memory`` / ``cache-hit-redis``: the router answering every request from the
+  response cache (in process / in a redis-server started by the benchmark);
+- ``full-miss``: everything on the request path on against that redis-server: auth, Redis
+  rate limits and quota, a Redis cache lookup that misses and a store (every prompt is
+  unique), billing and the Redis ledger.
 
 The load generator shares the machine with what it measures: on a 2-core machine its own
 CPU use lowers the maximum it can observe (``docs/benchmarks.md``).
@@ -25,13 +28,14 @@ CPU use lowers the maximum it can observe (``docs/benchmarks.md``).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import platform
 import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +43,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, computed_field
 
+from serve.bench.load import percentile
 from serve.config.schema import FrugalConfig
 
 Mode = Literal["non_streaming", "streaming"]
@@ -63,22 +68,52 @@ def base_config() -> FrugalConfig:
     })
 
 
-def _unchanged(config: FrugalConfig) -> FrugalConfig:
+def _unchanged(config: FrugalConfig, redis_url: str | None) -> FrugalConfig:
     return config
+
+
+# The full-stack variant's tenant key: a well-formed Frugal key, used only against the
+# benchmark's own throwaway redis-server.
+BENCH_KEY_ID = "0bench0key00"
+BENCH_KEY = f"frg-{BENCH_KEY_ID}.overhead-benchmark-only-secret"
+
+
+def _cache(config: FrugalConfig, redis_url: str | None) -> FrugalConfig:
+    """The response cache on: in process, or in Redis when ``redis_url`` is given."""
+    cache = {**config.cache.model_dump(), "enabled": True, "redis_url": redis_url}
+    return FrugalConfig.model_validate({**config.model_dump(), "cache": cache})
+
+
+def _cache_memory(config: FrugalConfig, redis_url: str | None) -> FrugalConfig:
+    return _cache(config, None)
+
+
+def _full_stack(config: FrugalConfig, redis_url: str | None) -> FrugalConfig:
+    from serve.bench.targets import full_stack_config
+    from serve.tenants.keys import hash_key
+
+    assert redis_url is not None
+    return full_stack_config(config, redis_url, BENCH_KEY_ID, hash_key(BENCH_KEY))
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One application to measure: ``build`` makes it from the (adjusted) base config."""
+    """One application to measure: ``build`` makes it from the (adjusted) base config.
+
+    ``body`` is merged into every request; ``fresh_prompt`` makes every prompt unique (a cache
+    miss each time); ``needs_redis`` runs the variant against the benchmark's redis-server."""
 
     name: str
     description: str
     build: Callable[[FrugalConfig], Any]
-    configure: Callable[[FrugalConfig], FrugalConfig] = _unchanged
+    configure: Callable[[FrugalConfig, str | None], FrugalConfig] = _unchanged
     headers: Mapping[str, str] = field(default_factory=dict)
+    body: Mapping[str, Any] = field(default_factory=dict)
+    fresh_prompt: bool = False
+    needs_redis: bool = False
 
-    def application(self) -> Any:
-        return self.build(self.configure(base_config()))
+    def application(self, redis_url: str | None = None) -> Any:
+        return self.build(self.configure(base_config(), redis_url))
 
 
 def build_router_app(config: FrugalConfig) -> Any:
@@ -99,6 +134,19 @@ VARIANTS: dict[str, Variant] = {
     for v in (
         Variant("serve-noop", "plain Ray Serve ingress, canned answer (the floor)", build_noop_app),
         Variant("router", "Frugal router + fake engine deployment (auth off, no cache)", build_router_app),
+        Variant(
+            "cache-hit-memory", "every request a hit in the in-process response cache", build_router_app,
+            configure=_cache_memory, body={"temperature": 0},
+        ),
+        Variant(
+            "cache-hit-redis", "every request a hit in the Redis response cache", build_router_app,
+            configure=_cache, body={"temperature": 0}, needs_redis=True,
+        ),
+        Variant(
+            "full-miss", "auth + Redis rate limits + Redis cache miss and store + billing + Redis ledger",
+            build_router_app, configure=_full_stack, headers={"authorization": f"Bearer {BENCH_KEY}"},
+            body={"temperature": 0}, fresh_prompt=True, needs_redis=True,
+        ),
     )
 }
 
@@ -171,20 +219,16 @@ class LevelStats(BaseModel):
     ttfb_p99_ms: float | None = None
 
 
-def percentile(values: list[float], p: float) -> float:
-    """The ``p``-th percentile (nearest rank) of ``values``; 0.0 when empty."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
-
-
-def chat_body(stream: bool, max_tokens: int) -> dict[str, Any]:
+def chat_body(stream: bool, max_tokens: int, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": max_tokens}
     if stream:
         body |= {"stream": True, "stream_options": {"include_usage": True}}
-    return body
+    return body | dict(extra or {})
+
+
+def _fresh(body: dict[str, Any], n: int) -> dict[str, Any]:
+    """``body`` with a prompt no other request of the run has (same length in tokens)."""
+    return {**body, "messages": [{"role": "user", "content": f"{PROMPT} n{n}"}]}
 
 
 async def _one(client: httpx.AsyncClient, url: str, body: dict[str, Any], headers: Mapping[str, str]) -> tuple[float, float | None]:
@@ -217,10 +261,13 @@ async def closed_loop(
     duration_s: float,
     warmup_s: float = 1.0,
     headers: Mapping[str, str] | None = None,
+    fresh_prompt: bool = False,
 ) -> LevelStats:
     """``concurrency`` clients send ``body`` back to back for ``warmup_s + duration_s``;
-    requests that start within the measured window are counted."""
+    requests that start within the measured window are counted. ``fresh_prompt``: each
+    request's prompt is unique."""
     latencies: list[float] = []
+    sent = itertools.count()
     ttfbs: list[float] = []
     errors = 0
     limits = httpx.Limits(max_connections=concurrency + 8, max_keepalive_connections=concurrency + 8)
@@ -233,7 +280,8 @@ async def closed_loop(
             while (now := time.perf_counter()) < window_end:
                 measured = now >= window_start
                 try:
-                    latency, ttfb = await _one(client, url, body, headers or {})
+                    request = _fresh(body, next(sent)) if fresh_prompt else body
+                    latency, ttfb = await _one(client, url, request, headers or {})
                 except Exception:
                     errors += measured
                     continue
@@ -319,21 +367,24 @@ def measure_variant(
     warmup_s: float,
     max_tokens: int,
     progress: Callable[[str], None],
+    redis_url: str | None = None,
 ) -> VariantResult:
     """Deploy ``variant`` on the running Serve instance, measure every mode and level, delete it."""
     from ray import serve
 
     app_name = f"overhead-{variant.name}"
-    serve.run(variant.application(), name=app_name, route_prefix="/")
+    serve.run(variant.application(redis_url), name=app_name, route_prefix="/")
     try:
         url = f"{base_url}/v1/chat/completions"
         modes = []
         for mode in MODES:
-            body = chat_body(mode == "streaming", max_tokens)
-            asyncio.run(closed_loop(url, body, 2, duration_s=0, warmup_s=2.0, headers=variant.headers))  # warm
+            body = chat_body(mode == "streaming", max_tokens, variant.body)
+            fresh = variant.fresh_prompt
+            # Warm-up: also fills the cache for the hit variants.
+            asyncio.run(closed_loop(url, body, 2, duration_s=0, warmup_s=2.0, headers=variant.headers, fresh_prompt=fresh))
             stats = []
             for c in levels:
-                level = asyncio.run(closed_loop(url, body, c, duration_s, warmup_s, variant.headers))
+                level = asyncio.run(closed_loop(url, body, c, duration_s, warmup_s, variant.headers, fresh))
                 progress(
                     f"{variant.name:>10} {mode:>13} c={c:<3} {level.requests_per_s:7.1f} req/s  "
                     f"p50 {level.latency_p50_ms:6.1f} ms  p99 {level.latency_p99_ms:6.1f} ms  errors {level.num_errors}"
@@ -362,14 +413,27 @@ def run(
 
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     results = []
-    with ray_serve(port) as base_url, tqdm(total=len(variant_names) * len(MODES) * len(levels), unit="level") as bar:
+    with ExitStack() as stack:
+        redis_url = None
+        if any(VARIANTS[n].needs_redis for n in variant_names):
+            from serve.bench.redis_server import RedisServer
+
+            redis = RedisServer()
+            redis.start()
+            stack.callback(redis.close)
+            redis_url = redis.url
+        base_url = stack.enter_context(ray_serve(port))
+        bar = stack.enter_context(tqdm(total=len(variant_names) * len(MODES) * len(levels), unit="level"))
 
         def step(line: str) -> None:
             bar.update()
             progress(line)
 
         for name in variant_names:
-            results.append(measure_variant(base_url, VARIANTS[name], levels, duration_s, warmup_s, max_tokens, step))
+            variant = VARIANTS[name]
+            results.append(measure_variant(
+                base_url, variant, levels, duration_s, warmup_s, max_tokens, step, redis_url if variant.needs_redis else None
+            ))
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}"
     return OverheadReport(
         machine=machine, started=started, duration_s=duration_s, warmup_s=warmup_s, max_tokens=max_tokens,

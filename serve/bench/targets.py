@@ -37,6 +37,32 @@ def chat_only_config(config: FrugalConfig, model: str, pool: str | None = None) 
     return config.model_copy(update={"models": [only], "tiers": None})
 
 
+BENCH_TIER = "bench"
+BENCH_TENANT = "bench"
+
+
+def full_stack_config(config: FrugalConfig, redis_url: str, key_id: str, key_sha256: str) -> FrugalConfig:
+    """``config`` with everything on the request path switched on against ``redis_url``: auth
+    (one tenant with the key ``key_id``/``key_sha256``), Redis rate limits and monthly quota
+    (limits far above what the benchmark offers, so every request runs the Lua scripts and is
+    admitted), the response cache in Redis (each benchmark prompt is unique: a lookup that
+    misses, then a store), per-token billing and the ledger in a Redis stream."""
+    tenants = {
+        "auth_enabled": True,
+        "admin_key_env": None,
+        "redis_url": redis_url,
+        "tiers": {BENCH_TIER: {
+            "requests_per_minute": 10_000_000,
+            "tokens_per_minute": 1_000_000_000,
+            "monthly_requests": 100_000_000,
+            "price_usd_per_1k_tokens": 0.002,
+        }},
+        "tenants": [{"id": BENCH_TENANT, "tier": BENCH_TIER, "keys": [{"id": key_id, "sha256": key_sha256}]}],
+    }
+    cache = {**config.cache.model_dump(), "enabled": True, "redis_url": redis_url}
+    return FrugalConfig.model_validate({**config.model_dump(), "tenants": tenants, "cache": cache})
+
+
 def vllm_cli_args(model: ModelConfig) -> list[str]:
     """``AsyncEngineArgs`` keyword arguments as vLLM's command-line flags."""
     args: list[str] = []

@@ -34,6 +34,7 @@ class Service:
     base_url: str
     config: FrugalConfig
     keys: dict[str, str]  # tenant id -> API key
+    admin_key: str
 
     def call_engine(self, pool: str, method: str, *args, timeout_s: float = 30.0):
         """Call a method of a pool's engine deployment from the test thread.
@@ -82,24 +83,27 @@ def ray_serve() -> Iterator[ServeCluster]:
 def service(ray_serve: ServeCluster, redis_server) -> Iterator[Service]:
     """The default application (real vLLM CPU engines) at the root of the proxy, with its
     response cache in the test's redis-server and two tenants with keys (auth stays off:
-    requests without a key are the anonymous tenant's)."""
+    requests without a key are the anonymous tenant's; an admin key reads the ledger)."""
     from ray import serve
 
     from serve.builder import build_app
-    from serve.tenants.keys import generate_key
+    from serve.tenants.keys import generate_key, hash_key
 
-    keys = {tenant: generate_key() for tenant in ("alpha", "beta")}
+    keys = {tenant: generate_key() for tenant in ("alpha", "beta", "gamma")}
+    admin_key = generate_key().key
     base = load_config()
     config = base.model_validate({
         **base.model_dump(),
         "cache": {**base.cache.model_dump(), "redis_url": redis_server.url},
-        "tenants": {"tenants": [
+        "tenants": {"admin_key_env": None, "admin_key_sha256": hash_key(admin_key), "tenants": [
             {"id": tenant, "tier": "paid", "keys": [{"id": key.key_id, "sha256": key.sha256}]}
             for tenant, key in keys.items()
         ]},
     })
     serve.run(build_app(config), name=APP_NAME, route_prefix="/")
-    yield Service(base_url=ray_serve.base_url, config=config, keys={t: k.key for t, k in keys.items()})
+    yield Service(
+        base_url=ray_serve.base_url, config=config, keys={t: k.key for t, k in keys.items()}, admin_key=admin_key
+    )
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ from serve.cache import (
 )
 from serve.cache.entry import CachedChoice, CachedUsage, CacheEntry
 from serve.cache.service import HEADER_COST_AVOIDED, HEADER_SIMILARITY, HEADER_STATUS
-from tests.support.redis_server import RedisServer
+from serve.bench.redis_server import RedisServer
 
 QUESTION = "What is the capital of France?"
 PARAPHRASE = "Which city is the capital of France?"

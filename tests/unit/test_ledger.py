@@ -16,7 +16,7 @@ from serve.tenants.ledger_store import LocalLedgerStore
 from serve.tenants.redis_client import build_redis
 from serve.tenants.units import day_of, to_nano_usd
 from serve.tenants.usage import METRICS, group
-from tests.support.redis_server import RedisServer
+from serve.bench.redis_server import RedisServer
 
 NOW_S = 1_750_000_000.0  # 2025-06-15
 

@@ -16,7 +16,7 @@ from serve.tenants.directory_redis import RedisDirectory
 from serve.tenants.keyadmin import KeyAdmin
 from serve.tenants.keys import generate_key, hash_key
 from serve.tenants.redis_client import build_redis
-from tests.support.redis_server import RedisServer
+from serve.bench.redis_server import RedisServer
 
 CONFIG_KEY = generate_key()
 

@@ -1,4 +1,4 @@
-"""A throwaway ``redis-server`` for tests: own port, own temp dir, no persistence.
+"""A throwaway ``redis-server`` for tests and benchmarks: own port, own temp dir, no persistence.
 
 Tests stop and start it to simulate an outage; ``close`` stops exactly the process it started.
 """
