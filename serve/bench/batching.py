@@ -62,9 +62,13 @@ def measure(
     log: Callable[[str], None],
     headers: dict[str, str] | None = None,
 ) -> list[LevelResult]:
+    from serve.bench.cpu_share import cpu_share
+
     results = []
     for c in levels:
-        r = asyncio.run(run_level(base_url, model, c, requests_per_stream, max_tokens, headers))
+        with cpu_share() as share:
+            r = asyncio.run(run_level(base_url, model, c, requests_per_stream, max_tokens, headers))
+        r = r.model_copy(update={"cpu_percent": share.means()})
         log(
             f"  {c:>3} streams: {r.output_tokens_per_s:7.1f} tok/s  TTFT p50 {r.ttft_p50_ms:6.0f} ms  "
             f"TPOT p50 {r.tpot_p50_ms:5.0f} ms  e2e p50 {r.e2e_p50_ms:6.0f} ms  errors {r.num_errors}"
@@ -91,8 +95,9 @@ def _target(target: str, config: FrugalConfig, port: int, out_dir: Path) -> Iter
         redis.start()
         try:
             full = full_stack_config(config, redis.url, key.key_id, key.sha256)
-            with frugal_server(full, port + 2, out_dir / "frugal-full-server.log") as url:
-                yield url, {"authorization": f"Bearer {key.key}"}
+            headers = {"authorization": f"Bearer {key.key}"}
+            with frugal_server(full, port + 2, out_dir / "frugal-full-server.log", headers) as url:
+                yield url, headers
         finally:
             redis.close()
     else:
@@ -236,4 +241,19 @@ def table(report: BatchingReport) -> str:
                 rows.append(
                     f"| {target} | {c} | " + " | ".join(f"{r[name]:.2f}" for name, _ in RATIO_METRICS) + f" | {added:+.0f} |"
                 )
-    return "\n".join(rows)
+    return "\n".join(rows + cpu_table(report))
+
+
+def cpu_table(report: BatchingReport) -> list[str]:
+    """Markdown rows: mean CPU % per process role (100 = one core) at each target and level."""
+    roles = sorted({role for t in report.targets for lv in t.levels for role in lv.cpu_percent})
+    if not roles:
+        return []
+    rows = ["", "CPU per process while each level ran (mean %, 100 = one core):", ""]
+    rows.append("| target | streams | " + " | ".join(roles) + " | total |")
+    rows.append("|---|---|" + "---|" * (len(roles) + 1))
+    for t in report.targets:
+        for lv in t.levels:
+            cells = [f"{lv.cpu_percent[r]:.0f}" if r in lv.cpu_percent else "" for r in roles]
+            rows.append(f"| {t.target} | {lv.concurrency} | " + " | ".join(cells) + f" | {sum(lv.cpu_percent.values()):.0f} |")
+    return rows

@@ -38,6 +38,8 @@ class LevelResult(BaseModel):
     tpot_p99_ms: float = 0.0
     e2e_p50_ms: float = 0.0
     e2e_p99_ms: float = 0.0
+    # mean CPU % per serving process role while the level ran (100 = one core), when sampled
+    cpu_percent: dict[str, float] = {}
 
 
 def percentile(values: list[float], p: float) -> float:

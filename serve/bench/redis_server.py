@@ -1,6 +1,8 @@
-"""A throwaway ``redis-server`` for tests and benchmarks: own port, own temp dir, no persistence.
+"""A throwaway ``redis-server`` for tests and benchmarks: own port, own temp dir.
 
-Tests stop and start it to simulate an outage; ``close`` stops exactly the process it started.
+No persistence by default. ``persistent=True`` turns on the append-only file with an fsync
+per write, so data survives ``stop``/``start`` as it would on a production Redis: fault tests
+restart it under load. ``close`` stops exactly the process it started.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ def free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, persistent: bool = False) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (scripts/test installs it)")
         self.binary = binary
         self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="frugal-redis-"))
+        self.persistent = persistent
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -39,7 +42,8 @@ class RedisServer:
         if self.proc is not None and self.proc.poll() is None:
             return
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             *(["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]),
              "--dir", str(self.dir), "--protected-mode", "no"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -82,15 +82,18 @@ def vllm_cli_args(model: ModelConfig) -> list[str]:
     return args + ["--served-model-name", model.name]
 
 
-def _wait_ready(base_url: str, model: str, proc: subprocess.Popen) -> None:
+def _wait_ready(base_url: str, model: str, proc: subprocess.Popen, headers: dict[str, str] | None = None) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode} before it was ready")
         try:
-            if httpx.post(f"{base_url}/v1/chat/completions", json=body, timeout=30).status_code == 200:
+            r = httpx.post(f"{base_url}/v1/chat/completions", json=body, headers=headers, timeout=30)
+            if r.status_code == 200:
                 return
+            if 400 <= r.status_code < 500 and r.status_code not in (404, 429):
+                raise RuntimeError(f"server refused the readiness request: {r.status_code} {r.text[:300]}")
         except httpx.HTTPError:
             pass
         time.sleep(2)
@@ -108,24 +111,29 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @contextmanager
-def _server(cmd: list[str], base_url: str, model: str, env: dict[str, str], log: Path) -> Iterator[str]:
+def _server(
+    cmd: list[str], base_url: str, model: str, env: dict[str, str], log: Path, headers: dict[str, str] | None = None
+) -> Iterator[str]:
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env}, start_new_session=True)
         try:
-            _wait_ready(base_url, model, proc)
+            _wait_ready(base_url, model, proc, headers)
             yield base_url
         finally:
             _stop(proc)
 
 
 @contextmanager
-def frugal_server(config: FrugalConfig, port: int, log: Path) -> Iterator[str]:
+def frugal_server(
+    config: FrugalConfig, port: int, log: Path, headers: dict[str, str] | None = None
+) -> Iterator[str]:
+    """Frugal serving ``config`` on ``port``; ``headers`` (an API key) for the readiness probe."""
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         yaml.safe_dump(config.model_dump(mode="json", exclude_none=True), f)
     serve_config = Path(f.name)
     cmd = [sys.executable, "-m", "serve.bench.run_frugal", "--config", str(serve_config), "--port", str(port)]
     try:
-        with _server(cmd, f"http://127.0.0.1:{port}", config.models[0].name, {}, log) as url:
+        with _server(cmd, f"http://127.0.0.1:{port}", config.models[0].name, {}, log, headers) as url:
             yield url
     finally:
         serve_config.unlink(missing_ok=True)

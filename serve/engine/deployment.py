@@ -37,12 +37,18 @@ class EngineDeployment:
     def load(self) -> EngineLoad:
         return self.engine.load()
 
-    def describe(self) -> dict[str, str]:
-        """Which replica this is: its pool and the name of its Ray actor (for operators, and
-        for fault tests that kill a specific replica)."""
+    def describe(self) -> dict[str, str | int]:
+        """Which replica this is: its pool, the name of its Ray actor and its process id (for
+        operators, and for fault tests that kill a specific replica)."""
+        import os
+
         from ray import serve
 
-        return {"pool": self.pool, "replica_actor": serve.get_replica_context().replica_id.to_full_id_str()}
+        return {
+            "pool": self.pool,
+            "replica_actor": serve.get_replica_context().replica_id.to_full_id_str(),
+            "pid": os.getpid(),
+        }
 
     async def check_health(self) -> None:
         await self.engine.check_health()
