@@ -34,3 +34,4 @@ class LedgerRecord(BaseModel):
     latency_ms: NonNegativeFloat
     status: RequestStatus = "ok"
     error_code: str | None = None
+    metered: bool = True  # False: admitted unmetered while the limits store was down (fail_open)

@@ -242,6 +242,7 @@ class Tenants:
                 latency_ms=latency_ms,
                 status=status,
                 error_code=error_code,
+                metered=ticket.metered,
             )
         )
         return billed

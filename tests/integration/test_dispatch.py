@@ -5,6 +5,7 @@ another pool."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -76,14 +77,36 @@ def _running_replicas(deployment: str) -> int:
     return sum(n for state, n in status.replica_states.items() if str(getattr(state, "value", state)) == "RUNNING")
 
 
+def _stream(service, body: dict, first_content: threading.Event, timeout: float = 300) -> tuple[dict, list[str]]:
+    """(response headers, the stream's data payloads), setting ``first_content`` at the first
+    content event."""
+    payloads: list[str] = []
+    with httpx.stream("POST", f"{service.base_url}/v1/chat/completions", json=body, timeout=timeout) as r:
+        headers = dict(r.headers)
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                payloads.append(line[len("data: "):])
+                if '"content"' in line:
+                    first_content.set()
+    return headers, payloads
+
+
 def test_requests_on_a_killed_replica_are_retried_on_another_pool(service, chat_model, pools_by_price):
+    """Kill the cheap pool's replica (its Ray actor) with a stream and two plain requests on it:
+    the plain ones are retried on the other pool and all succeed; the stream, which already has
+    output, ends with an OpenAI-shaped error event and [DONE]; the replica's engine process
+    goes with it; Ray Serve starts a replacement."""
+    import psutil
     import ray
 
     cheap = pools_by_price[0]
     deployment = f"engine-{cheap}"
     body = {"model": chat_model, "messages": HELLO, "max_tokens": 400, "ignore_eos": True}
+    streaming = threading.Event()
     with ThreadPoolExecutor(3) as pool:
-        futures = [pool.submit(_post, service, "/v1/chat/completions", body, 300) for _ in range(3)]
+        stream = pool.submit(_stream, service, {**body, "stream": True, "temperature": 0.7}, streaming)
+        assert streaming.wait(120), "the stream never started"
+        futures = [pool.submit(_post, service, "/v1/chat/completions", body, 300) for _ in range(2)]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # all three running on the cheap pool's engine
             load = service.call_engine(cheap, "load")
@@ -92,13 +115,28 @@ def test_requests_on_a_killed_replica_are_retried_on_another_pool(service, chat_
             time.sleep(0.2)
         else:
             pytest.fail("the burst never reached the cheap pool")
-        name = service.call_engine(cheap, "describe")["replica_actor"]
-        ray.kill(ray.get_actor(name, namespace="serve"), no_restart=False)
+        replica = service.call_engine(cheap, "describe")
+        engine_procs = psutil.Process(replica["pid"]).children(recursive=True)
+        assert engine_procs, "the replica has no engine process"
+        ray.kill(ray.get_actor(replica["replica_actor"], namespace="serve"), no_restart=False)
         responses = [f.result() for f in futures]
+        stream_headers, payloads = stream.result(timeout=120)
     assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
     assert {r.headers["x-frugal-pool"] for r in responses} == {pools_by_price[1]}
     assert {r.headers.get("x-frugal-retried-from") for r in responses} == {cheap}
     assert all(json.loads(r.text)["usage"]["completion_tokens"] == 400 for r in responses)
+
+    # The stream had started on the killed replica: it cannot be retried, so it ends cleanly
+    # with an error event the client can read, then [DONE].
+    assert stream_headers["x-frugal-pool"] == cheap
+    assert payloads[-1] == "[DONE]"
+    error = json.loads(payloads[-2])["error"]
+    assert error["code"] == "engine_unavailable" and error["type"] == "service_unavailable", error
+    assert any('"content"' in p for p in payloads[:-2])
+
+    # No engine process of the killed replica is left behind.
+    gone, alive = psutil.wait_procs(engine_procs, timeout=30)
+    assert not alive, f"engine processes outlived their replica: {alive}"
 
     # Ray Serve replaces the killed replica; wait so later tests see both pools again.
     deadline = time.monotonic() + 300
