@@ -70,7 +70,7 @@ def _unchanged(config: FrugalConfig, redis_url: str | None) -> FrugalConfig:
 
 # The full-stack variant's tenant key: a well-formed Frugal key, used only against the
 # benchmark's own throwaway redis-server.
-BENCH_KEY_ID = "0bench0key00"
+BENCH_KEY_ID = "0be0c4000000"  # 12 hex digits, like every key id
 BENCH_KEY = f"frg-{BENCH_KEY_ID}.overhead-benchmark-only-secret"
 
 
