@@ -122,7 +122,12 @@ def build_router_app(config: FrugalConfig) -> Any:
 def build_noop_app(config: FrugalConfig) -> Any:
     from ray import serve
 
-    return serve.deployment(NoopIngress).options(name="noop", num_replicas=1, ray_actor_options={"num_cpus": 0}).bind()
+    # The router's own limit (router.max_ongoing_requests), not Ray's default of 5, which
+    # makes a closed loop of 32 clients back off and measures Ray's rejection path instead.
+    return serve.deployment(NoopIngress).options(
+        name="noop", num_replicas=1, max_ongoing_requests=config.router.max_ongoing_requests,
+        ray_actor_options={"num_cpus": 0},
+    ).bind()
 
 
 VARIANTS: dict[str, Variant] = {
