@@ -2,8 +2,9 @@
 limits (never more admitted than the limit), the ledger reconciling with the responses, and a
 revoked key refused on every replica within a second.
 
-The application here runs fake engines (instant answers): what is under test is the router
-tier's shared state, and a fake engine lets the test offer hundreds of requests per second."""
+The application here runs one real SmolLM2 engine (the default's full CPU pool, 64 sequences
+per batch) behind the two router replicas; admitted requests ask for one token, so the engine
+drains the admitted burst in seconds while the routers refuse the rest."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import time
 import httpx
 import pytest
 
-from serve.engine.fake import fake_engine_factory
 from serve.tenants.keys import generate_key
 
 APP = "frugal-tenants-test"
@@ -22,20 +22,25 @@ RPM = 100
 NUM_REQUESTS = 300
 OFFERED_PER_S = 300  # the schedule; the test asserts at least 200/s were achieved
 ADMIN_KEY = "frugal-admin-test-key-0123456789"
+MODEL = "SmolLM2-135M-Instruct"  # the default config's chat model
 
 
 @pytest.fixture(scope="module")
 def tenants_app(ray_serve, redis_server):
     from ray import serve
 
+    from serve.bench.targets import chat_only_config
     from serve.builder import build_app
+    from serve.config.loader import load_config
     from serve.config.schema import FrugalConfig
     from serve.tenants.keys import hash_key
+
+    engine = chat_only_config(load_config(), MODEL, pool="smollm2-cpu")
 
     key, warm = generate_key(), generate_key()
     config = FrugalConfig.model_validate({
         "router": {"num_replicas": 2, "num_cpus": 0},
-        "models": [{"name": "m", "pools": [{"name": "fake", "params_b": 0.1, "num_cpus": 0, "engine": {"model": "/m"}}]}],
+        "models": [m.model_dump() for m in engine.models],
         "tenants": {
             "auth_enabled": True,
             "admin_key_env": None,
@@ -48,12 +53,12 @@ def tenants_app(ray_serve, redis_server):
             ],
         },
     })
-    serve.run(build_app(config, engine_factory=fake_engine_factory), name=APP, route_prefix=PREFIX)
+    serve.run(build_app(config), name=APP, route_prefix=PREFIX)
     url = f"{ray_serve.base_url}{PREFIX}"
     try:
         # Warm both router replicas (their first request starts the tenant stores and the pool
         # monitor) with another tenant's requests, so the burst measures admission alone.
-        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
         asyncio.run(_open_loop(url, warm.key, 40, rate_per_s=20, body=body))
         yield url, key.key
     finally:
@@ -66,7 +71,7 @@ async def _open_loop(
     """Send ``n`` requests on a fixed schedule of ``rate_per_s`` (an open loop: each request
     starts on time, whatever the answers to earlier ones, on its own connection). Returns the
     responses and the offered rate actually achieved (requests / span of their start times)."""
-    body = body or {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    body = body or {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
     headers = {"authorization": f"Bearer {key}"}
     limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
     starts: list[float] = []
@@ -131,7 +136,7 @@ def test_a_revoked_key_is_refused_on_every_replica_within_a_second(tenants_app):
     created = httpx.post(f"{url}/admin/keys", json={"tenant_id": "beta", "tier": "vip"}, headers=admin, timeout=30)
     assert created.status_code in (200, 201), created.text
     new = created.json()
-    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
     auth = {"authorization": f"Bearer {new['key']}"}
     assert httpx.post(f"{url}/v1/chat/completions", json=body, headers=auth, timeout=30).status_code == 200
     revoked = httpx.delete(f"{url}/admin/keys/{new['key_id']}", headers=admin, timeout=30)
