@@ -288,8 +288,10 @@ class RouterService:
             await events.aclose()  # the client went away: abort the engine's request now
             await exits.aclose()
             outcome.prompt_tokens, outcome.completion_tokens = usage.prompt_tokens, usage.completion_tokens
-            if status == "cancelled" and usage.completion_tokens == 0:
-                outcome.completion_tokens = usage.num_content_events  # a lower bound: no usage chunk came
+            if status != "ok" and usage.completion_tokens == 0:
+                # Cancelled or failed mid-stream: no usage chunk came. Each content event the
+                # client got carried at least one token: a lower bound of what was consumed.
+                outcome.completion_tokens = usage.num_content_events
             outcome.cost_usd = usage.cost_usd if usage.prompt_tokens else pricer.cost_usd(
                 outcome.prompt_tokens, outcome.completion_tokens, None
             )

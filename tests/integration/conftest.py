@@ -52,6 +52,31 @@ class Service:
         return asyncio.run(call())
 
 
+    def usage(self, tenant: str) -> dict[str, float]:
+        """The tenant's ledger totals (requests, ok, failed, cancelled, tokens, cost) through
+        the admin usage endpoint; zeros before its first request."""
+        import httpx
+
+        r = httpx.get(
+            f"{self.base_url}/admin/usage", params={"group_by": "tenant", "tenant_id": tenant},
+            headers={"authorization": f"Bearer {self.admin_key}"}, timeout=30,
+        )
+        assert r.status_code == 200, r.text
+        rows = r.json()["data"]
+        return rows[0] if rows else {"requests": 0, "ok": 0, "failed": 0, "cancelled": 0, "completion_tokens": 0}
+
+    def wait_usage(self, tenant: str, requests: int, timeout_s: float = 10.0) -> dict[str, float]:
+        """The tenant's ledger totals once it holds ``requests`` records (or at the timeout)."""
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            usage = self.usage(tenant)
+            if usage["requests"] >= requests or time.monotonic() > deadline:
+                return usage
+            time.sleep(0.2)
+
+
 @dataclass
 class ServeCluster:
     base_url: str
@@ -82,14 +107,14 @@ def ray_serve() -> Iterator[ServeCluster]:
 @pytest.fixture(scope="session")
 def service(ray_serve: ServeCluster, redis_server) -> Iterator[Service]:
     """The default application (real vLLM CPU engines) at the root of the proxy, with its
-    response cache in the test's redis-server and two tenants with keys (auth stays off:
+    response cache in the test's redis-server and four tenants with keys (auth stays off:
     requests without a key are the anonymous tenant's; an admin key reads the ledger)."""
     from ray import serve
 
     from serve.builder import build_app
     from serve.tenants.keys import generate_key, hash_key
 
-    keys = {tenant: generate_key() for tenant in ("alpha", "beta", "gamma")}
+    keys = {tenant: generate_key() for tenant in ("alpha", "beta", "gamma", "delta")}
     admin_key = generate_key().key
     base = load_config()
     config = base.model_validate({

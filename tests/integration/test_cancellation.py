@@ -37,9 +37,15 @@ def chat_pool(service, chat_model) -> list[str]:
 LONG = {"max_tokens": 1500, "ignore_eos": True, "temperature": 0}
 
 
+TENANT = "delta"  # this file's and test_dispatch's kill test's tenant: their ledger checks
+
+
 def test_streaming_client_disconnect_aborts_in_engine(service, chat_model, chat_pool):
+    """...and the ledger records the request once, as cancelled, with the tokens it consumed."""
+    before = service.usage(TENANT)
     body = {"model": chat_model, "messages": [{"role": "user", "content": "Tell me a long story."}], "stream": True, **LONG}
-    with httpx.stream("POST", f"{service.base_url}/v1/chat/completions", json=body, timeout=60) as r:
+    auth = {"authorization": f"Bearer {service.keys[TENANT]}"}
+    with httpx.stream("POST", f"{service.base_url}/v1/chat/completions", json=body, headers=auth, timeout=60) as r:
         assert r.status_code == 200
         events = 0
         for line in r.iter_lines():
@@ -48,6 +54,11 @@ def test_streaming_client_disconnect_aborts_in_engine(service, chat_model, chat_
                 assert _engine_busy(service, chat_pool) >= 1
                 break  # closes the connection mid-stream
     _wait_idle(service, chat_pool, timeout_s=1.0)
+    after = service.wait_usage(TENANT, before["requests"] + 1)
+    assert after["requests"] == before["requests"] + 1
+    assert after["cancelled"] == before["cancelled"] + 1
+    consumed = after["completion_tokens"] - before["completion_tokens"]
+    assert 1 <= consumed < LONG["max_tokens"]  # what the engine produced before the abort, far from all
 
 
 def test_non_streaming_client_timeout_aborts_in_engine(service, chat_model, chat_pool):

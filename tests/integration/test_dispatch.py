@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 HELLO = [{"role": "user", "content": "Say hello."}]
+LEDGER_TENANT = "delta"  # shared with test_cancellation, whose checks also use ledger deltas
 DISPATCH_HEADERS = ("x-frugal-pool", "x-frugal-cost-usd", "x-frugal-route-reason")
 
 
@@ -24,8 +25,8 @@ def pools_by_price(service, chat_model) -> list[str]:
     return [p.name for p in sorted(model.pools, key=lambda p: pool_state_template(model, p).price_usd_per_hour)]
 
 
-def _post(service, path: str, body: dict, timeout: float = 180) -> httpx.Response:
-    return httpx.post(f"{service.base_url}{path}", json=body, timeout=timeout)
+def _post(service, path: str, body: dict, timeout: float = 180, headers: dict | None = None) -> httpx.Response:
+    return httpx.post(f"{service.base_url}{path}", json=body, timeout=timeout, headers=headers)
 
 
 def test_every_answer_reports_pool_cost_and_reason(service, client, chat_model, embed_model, pools_by_price):
@@ -81,7 +82,8 @@ def _stream(service, body: dict, first_content: threading.Event, timeout: float 
     """(response headers, the stream's data payloads), setting ``first_content`` at the first
     content event."""
     payloads: list[str] = []
-    with httpx.stream("POST", f"{service.base_url}/v1/chat/completions", json=body, timeout=timeout) as r:
+    auth = {"authorization": f"Bearer {service.keys[LEDGER_TENANT]}"}
+    with httpx.stream("POST", f"{service.base_url}/v1/chat/completions", json=body, headers=auth, timeout=timeout) as r:
         headers = dict(r.headers)
         for line in r.iter_lines():
             if line.startswith("data: "):
@@ -95,18 +97,21 @@ def test_requests_on_a_killed_replica_are_retried_on_another_pool(service, chat_
     """Kill the cheap pool's replica (its Ray actor) with a stream and two plain requests on it:
     the plain ones are retried on the other pool and all succeed; the stream, which already has
     output, ends with an OpenAI-shaped error event and [DONE]; the replica's engine process
-    goes with it; Ray Serve starts a replacement."""
+    goes with it; the ledger has the two as ok and the stream as failed; Ray Serve starts a
+    replacement."""
     import psutil
     import ray
 
     cheap = pools_by_price[0]
     deployment = f"engine-{cheap}"
     body = {"model": chat_model, "messages": HELLO, "max_tokens": 400, "ignore_eos": True}
+    auth = {"authorization": f"Bearer {service.keys[LEDGER_TENANT]}"}
+    before = service.usage(LEDGER_TENANT)
     streaming = threading.Event()
     with ThreadPoolExecutor(3) as pool:
         stream = pool.submit(_stream, service, {**body, "stream": True, "temperature": 0.7}, streaming)
         assert streaming.wait(120), "the stream never started"
-        futures = [pool.submit(_post, service, "/v1/chat/completions", body, 300) for _ in range(2)]
+        futures = [pool.submit(_post, service, "/v1/chat/completions", body, 300, auth) for _ in range(2)]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # all three running on the cheap pool's engine
             load = service.call_engine(cheap, "load")
@@ -133,6 +138,15 @@ def test_requests_on_a_killed_replica_are_retried_on_another_pool(service, chat_
     error = json.loads(payloads[-2])["error"]
     assert error["code"] == "engine_unavailable" and error["type"] == "service_unavailable", error
     assert any('"content"' in p for p in payloads[:-2])
+
+    # The ledger: the two retried requests as ok with all their tokens, the stream as failed
+    # with at least the tokens the client received (one or more per content event).
+    after = service.wait_usage(LEDGER_TENANT, before["requests"] + 3)
+    assert (after["requests"] - before["requests"], after["ok"] - before["ok"], after["failed"] - before["failed"]) == (
+        3, 2, 1
+    )
+    content_events = sum('"content"' in p for p in payloads[:-2])
+    assert after["completion_tokens"] - before["completion_tokens"] >= 800 + content_events
 
     # No engine process of the killed replica is left behind.
     gone, alive = psutil.wait_procs(engine_procs, timeout=30)

@@ -94,3 +94,17 @@ async def test_a_cancelled_stream_is_recorded_once_with_what_it_consumed() -> No
     assert [r.status for r in records] == ["cancelled"]
     assert records[0].completion_tokens >= 1 and engine.num_active == 0
     await client.aclose()
+
+
+async def test_a_stream_whose_engine_dies_is_recorded_as_failed_with_what_the_client_got() -> None:
+    service, engine, client = _router({})
+    engine.raise_after_chunks = 3
+    r = await client.post("/v1/chat/completions", json={"model": "m", "messages": HELLO, "stream": True, "max_tokens": 50})
+    events = [line for line in r.text.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "data: [DONE]" and '"engine_unavailable"' in events[-2]
+    content = sum('"content"' in e for e in events[:-2])
+    await service.close()
+    records = await service.tenants.ledger.store.records(0, time.time() + 1)
+    assert [r.status for r in records] == ["failed"]
+    assert records[0].completion_tokens >= content >= 1
+    await client.aclose()
