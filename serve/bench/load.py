@@ -18,6 +18,7 @@ import time
 import httpx
 from pydantic import BaseModel
 
+MAX_ERROR_SAMPLES = 5
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 
 
@@ -40,6 +41,7 @@ class LevelResult(BaseModel):
     e2e_p99_ms: float = 0.0
     # mean CPU % per serving process role while the level ran (100 = one core), when sampled
     cpu_percent: dict[str, float] = {}
+    error_samples: list[str] = []  # the first few failures, as "ExceptionType: message"
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -91,6 +93,7 @@ async def run_level(
     response cache misses and every answer is generated."""
     url = f"{base_url}/v1/chat/completions"
     tokens, errors = 0, 0
+    error_samples: list[str] = []
     ttfts: list[float] = []
     tpots: list[float] = []
     e2es: list[float] = []
@@ -111,8 +114,10 @@ async def run_level(
                 }
                 try:
                     n, ttft, e2e = await _one_stream(client, url, body, headers or {})
-                except Exception:
+                except Exception as exc:
                     errors += 1
+                    if len(error_samples) < MAX_ERROR_SAMPLES:
+                        error_samples.append(f"{type(exc).__name__}: {str(exc)[:200]}")
                     continue
                 tokens += n
                 ttfts.append(ttft)
@@ -127,6 +132,7 @@ async def run_level(
         concurrency=concurrency,
         num_requests=concurrency * requests_per_stream,
         num_errors=errors,
+        error_samples=error_samples,
         output_tokens=tokens,
         wall_s=wall,
         output_tokens_per_s=tokens / wall if wall else 0.0,

@@ -50,6 +50,7 @@ class SoakReport(BaseModel):
     warmup_s: float
     requests: int
     errors: int
+    error_samples: list[str] = []
     output_tokens: int
     samples: list[Sample]
     trends: list[Trend]
@@ -137,10 +138,14 @@ def run(
             thread = threading.Thread(target=sampler, daemon=True)
             thread.start()
             requests = errors = tokens = 0
+            error_samples: list[str] = []
             rounds = 0
             while time.monotonic() - t0 < minutes * 60:
                 r = asyncio.run(run_level(url, model, concurrency, 1, max_tokens, headers, tag=f"soak{rounds}-"))
                 requests, errors, tokens = requests + r.num_requests, errors + r.num_errors, tokens + r.output_tokens
+                error_samples += r.error_samples[: max(0, 10 - len(error_samples))]
+                for sample in r.error_samples:
+                    log(f"  error: {sample}")
                 rounds += 1
                 if rounds % 10 == 0:
                     last = samples[-1].rss_mib if samples else {}
@@ -156,7 +161,7 @@ def run(
     return SoakReport(
         machine=f"{platform.machine()}, {os.cpu_count()} cores, {cpu_model()}", minutes=minutes,
         concurrency=concurrency, max_tokens=max_tokens, warmup_s=warmup_s, requests=requests, errors=errors,
-        output_tokens=tokens, samples=samples, trends=[trend(n, samples, warmup_s) for n in PROCESSES],
+        error_samples=error_samples, output_tokens=tokens, samples=samples, trends=[trend(n, samples, warmup_s) for n in PROCESSES],
     )
 
 
