@@ -74,6 +74,7 @@ def sample_traffic(
     results: list[PhaseResult] = []
     for r in range(rounds):
         t0 = time.perf_counter()
+        first = len(results)
         quiet = [
             (lambda c=clients[i % len(clients)], i=i: _chat(c, chat_model, f"Tell me a fact about the number {r * 100 + i}.",
                                                             48, 0.7))
@@ -103,5 +104,5 @@ def sample_traffic(
                 (lambda c=clients[i % len(clients)], i=i: embed(c, i)) for i in range(6)
             ], concurrency=2))
         log(f"round {r + 1}/{rounds} in {time.perf_counter() - t0:.0f} s: "
-            + "; ".join(f"{p.phase} {p.requests - p.errors}/{p.requests} {p.pools}" for p in results[-4:]))
+            + "; ".join(f"{p.phase} {p.requests - p.errors}/{p.requests} {p.pools}" for p in results[first:]))
     return results
