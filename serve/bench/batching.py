@@ -27,7 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 
 from serve.bench.load import LevelResult, run_level  # noqa: E402
-from serve.bench.targets import chat_only_config, frugal_server, full_stack_config, vllm_server  # noqa: E402
+from serve.bench.targets import chat_only_config, frugal_server, full_stack_server, vllm_server  # noqa: E402
 from serve.config.schema import FrugalConfig  # noqa: E402
 
 
@@ -87,19 +87,8 @@ def _target(target: str, config: FrugalConfig, port: int, out_dir: Path) -> Iter
         with frugal_server(config, port, out_dir / "frugal-server.log") as url:
             yield url, {}
     elif target == "frugal-full":
-        from serve.bench.redis_server import RedisServer
-        from serve.tenants.keys import generate_key
-
-        key = generate_key()
-        redis = RedisServer()
-        redis.start()
-        try:
-            full = full_stack_config(config, redis.url, key.key_id, key.sha256)
-            headers = {"authorization": f"Bearer {key.key}"}
-            with frugal_server(full, port + 2, out_dir / "frugal-full-server.log", headers) as url:
-                yield url, headers
-        finally:
-            redis.close()
+        with full_stack_server(config, port + 2, out_dir / "frugal-full-server.log") as (url, headers):
+            yield url, headers
     else:
         raise ValueError(f"unknown target {target!r} ({', '.join(TARGETS)})")
 

@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 
 from serve.bench.load import run_level  # noqa: E402
-from serve.bench.targets import chat_only_config, frugal_server, full_stack_config  # noqa: E402
+from serve.bench.targets import chat_only_config, full_stack_server  # noqa: E402
 from serve.config.schema import FrugalConfig  # noqa: E402
 
 APP = "frugal"  # the application name serve.bench.run_frugal deploys
@@ -111,50 +111,40 @@ def run(
     log: Callable[[str], None] = print,
 ) -> SoakReport:
     from serve.bench.batching import cpu_model
-    from serve.bench.redis_server import RedisServer
-    from serve.tenants.keys import generate_key
 
-    key = generate_key()
-    redis = RedisServer()
-    redis.start()
     out_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        full = full_stack_config(chat_only_config(config, model), redis.url, key.key_id, key.sha256)
-        headers = {"authorization": f"Bearer {key.key}"}
-        with frugal_server(full, port, out_dir / "soak-server.log", headers) as url:
-            procs = find_processes()
-            missing = [name for name, found in procs.items() if not found]
-            if missing:
-                raise RuntimeError(f"no process found for {missing}")
-            samples: list[Sample] = []
-            done = threading.Event()
-            t0 = time.monotonic()
+    with full_stack_server(chat_only_config(config, model), port, out_dir / "soak-server.log") as (url, headers):
+        procs = find_processes()
+        missing = [name for name, found in procs.items() if not found]
+        if missing:
+            raise RuntimeError(f"no process found for {missing}")
+        samples: list[Sample] = []
+        done = threading.Event()
+        t0 = time.monotonic()
 
-            def sampler() -> None:
-                while not done.is_set():
-                    samples.append(Sample(t_s=time.monotonic() - t0, rss_mib={n: rss_mib(p) for n, p in procs.items()}))
-                    done.wait(sample_every_s)
+        def sampler() -> None:
+            while not done.is_set():
+                samples.append(Sample(t_s=time.monotonic() - t0, rss_mib={n: rss_mib(p) for n, p in procs.items()}))
+                done.wait(sample_every_s)
 
-            thread = threading.Thread(target=sampler, daemon=True)
-            thread.start()
-            requests = errors = tokens = 0
-            error_samples: list[str] = []
-            rounds = 0
-            while time.monotonic() - t0 < minutes * 60:
-                r = asyncio.run(run_level(url, model, concurrency, 1, max_tokens, headers, tag=f"soak{rounds}-"))
-                requests, errors, tokens = requests + r.num_requests, errors + r.num_errors, tokens + r.output_tokens
-                error_samples += r.error_samples[: max(0, 10 - len(error_samples))]
-                for sample in r.error_samples:
-                    log(f"  error: {sample}")
-                rounds += 1
-                if rounds % 10 == 0:
-                    last = samples[-1].rss_mib if samples else {}
-                    log(f"  {time.monotonic() - t0:6.0f} s  {requests} requests, {errors} errors  "
-                        + "  ".join(f"{n} {v:.0f} MiB" for n, v in last.items()))
-            done.set()
-            thread.join()
-    finally:
-        redis.close()
+        thread = threading.Thread(target=sampler, daemon=True)
+        thread.start()
+        requests = errors = tokens = 0
+        error_samples: list[str] = []
+        rounds = 0
+        while time.monotonic() - t0 < minutes * 60:
+            r = asyncio.run(run_level(url, model, concurrency, 1, max_tokens, headers, tag=f"soak{rounds}-"))
+            requests, errors, tokens = requests + r.num_requests, errors + r.num_errors, tokens + r.output_tokens
+            error_samples += r.error_samples[: max(0, 10 - len(error_samples))]
+            for sample in r.error_samples:
+                log(f"  error: {sample}")
+            rounds += 1
+            if rounds % 10 == 0:
+                last = samples[-1].rss_mib if samples else {}
+                log(f"  {time.monotonic() - t0:6.0f} s  {requests} requests, {errors} errors  "
+                    + "  ".join(f"{n} {v:.0f} MiB" for n, v in last.items()))
+        done.set()
+        thread.join()
     import os
     import platform
 

@@ -145,3 +145,22 @@ def vllm_server(model: ModelConfig, port: int, log: Path) -> Iterator[str]:
     cmd += vllm_cli_args(model)
     with _server(cmd, f"http://127.0.0.1:{port}", model.name, dict(model.pools[0].env), log) as url:
         yield url
+
+
+@contextmanager
+def full_stack_server(config: FrugalConfig, port: int, log: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """Frugal serving ``config`` with everything on the request path on (``full_stack_config``)
+    against a redis-server started here: (base URL, the API key's headers). Both stop on exit."""
+    from serve.bench.redis_server import RedisServer
+    from serve.tenants.keys import generate_key
+
+    key = generate_key()
+    redis = RedisServer()
+    redis.start()
+    try:
+        headers = {"authorization": f"Bearer {key.key}"}
+        full = full_stack_config(config, redis.url, key.key_id, key.sha256)
+        with frugal_server(full, port, log, headers) as url:
+            yield url, headers
+    finally:
+        redis.close()
