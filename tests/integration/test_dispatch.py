@@ -157,3 +157,18 @@ def test_requests_on_a_killed_replica_are_retried_on_another_pool(service, chat_
     while time.monotonic() < deadline and _running_replicas(deployment) < 1:
         time.sleep(2)
     assert _running_replicas(deployment) == 1
+    # ...and until the router has seen it (it reads replica counts every few seconds), so
+    # later tests find the pool ready in its gauges and its dispatch.
+    while time.monotonic() < deadline and _router_ready_replicas(service, cheap) < 1:
+        time.sleep(1)
+    assert _router_ready_replicas(service, cheap) >= 1
+
+
+def _router_ready_replicas(service, pool: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{service.base_url}/metrics", timeout=30).text
+    return sum(
+        s.value for f in text_string_to_metric_families(text) for s in f.samples
+        if s.name == "frugal_pool_replicas" and s.labels.get("pool") == pool and s.labels.get("state") == "ready"
+    )
