@@ -25,6 +25,7 @@ ENGINE_DEPLOYMENT_PREFIX = "engine-"  # a pool's engine deployment is named pref
 DEFAULT_MAX_REQUEST_BODY_BYTES = 4 * 1024 * 1024
 POOL_LOAD_TIMEOUT_S = 1.0
 REPLICA_COUNT_INTERVAL_S = 5.0  # replica counts come from Ray's controller: asked less often
+ENGINE_REPORT_MAX_AGE_S = 5.0  # an engine's load report older than this is ignored
 POOL_FAILURE_COOLDOWN_S = 5.0  # a pool whose call just failed is avoided this long
 COST_USD_DECIMALS = 10
 CHARS_PER_TOKEN_ESTIMATE = 4  # prompt size before tokenisation, for dispatch estimates
@@ -92,6 +93,7 @@ DEFAULT_OBSERVED_LATENCY_WEIGHT = 0.5
 # latency tracker keeps.
 DEFAULT_LOAD_POLL_INTERVAL_S = 1.0
 DEFAULT_LATENCY_WINDOW_SIZE = 256
+DEFAULT_LATENCY_MAX_AGE_S = 120.0  # observed latencies older than this no longer correct predictions
 DEFAULT_LATENCY_TARGET_PERCENTILE = 95.0
 SECONDS_PER_HOUR = 3600.0
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, m
 
 from serve.constants import (
     DEFAULT_LATENCY_TARGET_PERCENTILE,
+    DEFAULT_LATENCY_MAX_AGE_S,
     DEFAULT_LATENCY_WINDOW_SIZE,
     DEFAULT_LOAD_POLL_INTERVAL_S,
 )
@@ -104,6 +105,11 @@ class DispatchConfig(_Strict):
     )
     load_poll_interval_s: Annotated[float, Field(gt=0)] = DEFAULT_LOAD_POLL_INTERVAL_S
     latency_window_size: Annotated[int, Field(ge=1)] = DEFAULT_LATENCY_WINDOW_SIZE
+    latency_max_age_s: Annotated[float, Field(gt=0)] | None = Field(
+        default=DEFAULT_LATENCY_MAX_AGE_S,
+        description="observed latencies older than this stop correcting predictions (null: never), so a pool "
+        "avoided after a slow spell is tried again",
+    )
 
     @model_validator(mode="after")
     def _known_policy(self) -> DispatchConfig:

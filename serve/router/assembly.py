@@ -31,7 +31,9 @@ def build_router_service(
         for model in config.models
         for pool in model.pools
     ]
-    latency = LatencyTracker(window_size=config.dispatch.latency_window_size)
+    latency = LatencyTracker(
+        window_size=config.dispatch.latency_window_size, max_age_s=config.dispatch.latency_max_age_s
+    )
     metrics = FrugalMetrics(config.metrics)
     monitor = PoolMonitor(runtimes, replica_counter, latency, config.dispatch.load_poll_interval_s, metrics)
     pools_by_model = {model.name: [pool.name for pool in model.pools] for model in config.models}

@@ -11,7 +11,9 @@ Each pool's ``PoolState`` (serve.dispatch.types) is kept current from three sour
 
 The in-flight figure dispatch sees is the larger of the router's own count and the engine's
 report scaled by the replica count: with several routers, the engines' figure includes the
-others' traffic.
+others' traffic. A report older than ``ENGINE_REPORT_MAX_AGE_S`` is dropped (its polls are
+failing or timing out, e.g. on a saturated machine): a stale "busy" must not keep dispatch
+away from a pool that has since drained.
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from serve.constants import POOL_FAILURE_COOLDOWN_S, POOL_LOAD_TIMEOUT_S, REPLICA_COUNT_INTERVAL_S
+from serve.constants import (
+    ENGINE_REPORT_MAX_AGE_S,
+    POOL_FAILURE_COOLDOWN_S,
+    POOL_LOAD_TIMEOUT_S,
+    REPLICA_COUNT_INTERVAL_S,
+)
 from serve.dispatch.types import PoolState
 from serve.router.engines import EngineClient
 
@@ -56,6 +63,7 @@ class PoolRuntime:
         self.replicas = template.replicas or template.min_replicas
         self.starting = template.starting
         self.reported_in_flight_per_replica = 0.0
+        self.reported_at_s = float("-inf")  # monotonic time of the last engine report
         self.local_in_flight = 0
         self.failed_until_s = 0.0
         self.waking: asyncio.Task | None = None
@@ -65,7 +73,8 @@ class PoolRuntime:
         return self.template.name
 
     def snapshot(self, latency: tuple[float, float] | None) -> PoolState:
-        reported = round(self.reported_in_flight_per_replica * self.replicas)
+        fresh = time.monotonic() - self.reported_at_s <= ENGINE_REPORT_MAX_AGE_S
+        reported = round(self.reported_in_flight_per_replica * self.replicas) if fresh else 0
         in_flight = max(self.local_in_flight, reported)
         running = min(in_flight, self.template.profile.max_concurrency * max(self.replicas, 1))
         return dataclasses.replace(
@@ -149,15 +158,14 @@ class PoolMonitor:
             if name in self.pools:
                 self.pools[name].replicas, self.pools[name].starting = ready, starting
         warm = [p for p in self.pools.values() if p.replicas > 0]
-        results = await asyncio.gather(
-            *(asyncio.wait_for(p.client.load(), POOL_LOAD_TIMEOUT_S) for p in warm), return_exceptions=True
-        )
+        results = await asyncio.gather(*(self._load(p) for p in warm), return_exceptions=True)
         kv_usage: dict[str, float] = {}
         for pool, result in zip(warm, results):
             if isinstance(result, BaseException):
                 logger.debug("load of pool %s unavailable: %r", pool.name, result)
                 continue
             pool.reported_in_flight_per_replica = float(result.num_running + result.num_waiting)
+            pool.reported_at_s = time.monotonic()
             kv_usage[pool.name] = result.kv_cache_usage
         if self.metrics is not None:
             for state in self.states(list(self.pools)):
@@ -172,6 +180,12 @@ class PoolMonitor:
                     kv_cache_usage=kv_usage.get(state.name),
                     price_usd_per_hour=state.price_usd_per_hour,
                 )
+
+    @staticmethod
+    async def _load(pool: PoolRuntime):
+        # The engine call is made here, not by the caller: a task cancelled before it starts
+        # (the monitor stopping) then leaves no un-awaited coroutine behind.
+        return await asyncio.wait_for(pool.client.load(), POOL_LOAD_TIMEOUT_S)
 
     async def start(self) -> None:
         """Start polling in the background; until the first poll answers, each pool is taken

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from serve.constants import DEFAULT_LATENCY_TARGET_PERCENTILE
+from serve.constants import DEFAULT_LATENCY_MAX_AGE_S, DEFAULT_LATENCY_TARGET_PERCENTILE
 from serve.dispatch.latency import LatencyTracker
 from serve.dispatch.types import DispatchPolicy, PoolState, RequestEstimate
 from serve.sim.autoscaler import PoolAutoscaler
@@ -116,7 +116,7 @@ class Fleet:
         self.series_period_s = series_period_s
         self.warm_start = warm_start
         self.now = 0.0
-        self.tracker = LatencyTracker(clock=lambda: self.now)
+        self.tracker = LatencyTracker(max_age_s=DEFAULT_LATENCY_MAX_AGE_S, clock=lambda: self.now)
         self._heap: list[tuple[float, int, int, Replica, int]] = []
         self._seq = 0
         self._replicas: list[Replica] = []

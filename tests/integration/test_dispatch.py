@@ -78,13 +78,16 @@ def _running_replicas(deployment: str) -> int:
     return sum(n for state, n in status.replica_states.items() if str(getattr(state, "value", state)) == "RUNNING")
 
 
-def _stream(service, body: dict, first_content: threading.Event, timeout: float = 300) -> tuple[dict, list[str]]:
+def _stream(
+    service, body: dict, first_content: threading.Event, seen: dict, timeout: float = 300
+) -> tuple[dict, list[str]]:
     """(response headers, the stream's data payloads), setting ``first_content`` at the first
-    content event."""
+    content event; the headers also go into ``seen`` as soon as they arrive."""
     payloads: list[str] = []
     auth = {"authorization": f"Bearer {service.keys[LEDGER_TENANT]}"}
     with httpx.stream("POST", f"{service.base_url}/v1/chat/completions", json=body, headers=auth, timeout=timeout) as r:
         headers = dict(r.headers)
+        seen.update(headers)
         for line in r.iter_lines():
             if line.startswith("data: "):
                 payloads.append(line[len("data: "):])
@@ -107,10 +110,12 @@ def test_requests_on_a_killed_replica_are_retried_on_another_pool(service, chat_
     body = {"model": chat_model, "messages": HELLO, "max_tokens": 400, "ignore_eos": True}
     auth = {"authorization": f"Bearer {service.keys[LEDGER_TENANT]}"}
     before = service.usage(LEDGER_TENANT)
-    streaming = threading.Event()
+    _wait_until_dispatch_prefers(service, chat_model, cheap)
+    streaming, stream_seen = threading.Event(), {}
     with ThreadPoolExecutor(3) as pool:
-        stream = pool.submit(_stream, service, {**body, "stream": True, "temperature": 0.7}, streaming)
+        stream = pool.submit(_stream, service, {**body, "stream": True, "temperature": 0.7}, streaming, stream_seen)
         assert streaming.wait(120), "the stream never started"
+        assert stream_seen.get("x-frugal-pool") == cheap, f"the stream went elsewhere: {stream_seen}"
         futures = [pool.submit(_post, service, "/v1/chat/completions", body, 300, auth) for _ in range(2)]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # all three running on the cheap pool's engine
@@ -119,7 +124,10 @@ def test_requests_on_a_killed_replica_are_retried_on_another_pool(service, chat_
                 break
             time.sleep(0.2)
         else:
-            pytest.fail("the burst never reached the cheap pool")
+            routes = [(r.headers.get("x-frugal-pool"), r.headers.get("x-frugal-route-reason")) for r in
+                      (f.result() for f in futures)]
+            pytest.fail(f"the burst never reached the cheap pool: load {load}, routes {routes}, "
+                        f"router gauges {_router_pool_gauges(service)}")
         replica = service.call_engine(cheap, "describe")
         engine_procs = psutil.Process(replica["pid"]).children(recursive=True)
         assert engine_procs, "the replica has no engine process"
@@ -164,11 +172,31 @@ def test_requests_on_a_killed_replica_are_retried_on_another_pool(service, chat_
     assert _router_ready_replicas(service, cheap) >= 1
 
 
-def _router_ready_replicas(service, pool: str) -> float:
+def _router_pool_gauges(service) -> dict[tuple[str, str, str], float]:
+    """The router's pool gauges: (metric, pool, state) -> value."""
     from prometheus_client.parser import text_string_to_metric_families
 
     text = httpx.get(f"{service.base_url}/metrics", timeout=30).text
-    return sum(
-        s.value for f in text_string_to_metric_families(text) for s in f.samples
-        if s.name == "frugal_pool_replicas" and s.labels.get("pool") == pool and s.labels.get("state") == "ready"
-    )
+    return {
+        (s.name, s.labels["pool"], s.labels.get("state", "")): s.value
+        for f in text_string_to_metric_families(text) for s in f.samples
+        if s.name.startswith("frugal_pool_") and "pool" in s.labels
+    }
+
+
+def _router_ready_replicas(service, pool: str) -> float:
+    return _router_pool_gauges(service).get(("frugal_pool_replicas", pool, "ready"), 0.0)
+
+
+def _wait_until_dispatch_prefers(service, chat_model: str, pool: str, timeout_s: float = 60) -> None:
+    """Until a one-token request goes to ``pool`` as the cheapest within its target: the
+    previous test's burst has drained from the router's view of the pools."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        r = _post(service, "/v1/chat/completions", {"model": chat_model, "messages": HELLO, "max_tokens": 1})
+        route = (r.headers.get("x-frugal-pool"), r.headers.get("x-frugal-route-reason"))
+        if route == (pool, "cheapest-within-slo"):
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"dispatch still avoids {pool}: {route}, router gauges {_router_pool_gauges(service)}")
+        time.sleep(1)

@@ -152,3 +152,18 @@ async def test_snapshot_combines_local_and_reported_load() -> None:
         await call.replies.aclose()
         call.lease.release()
     assert monitor.states(["a"])[0].in_flight == 0
+
+
+async def test_a_stale_engine_report_stops_counting() -> None:
+    """A load report whose polls have since failed is dropped after ENGINE_REPORT_MAX_AGE_S:
+    a pool that was busy when its engine last answered is not taken as busy forever."""
+    import time
+
+    from serve.constants import ENGINE_REPORT_MAX_AGE_S
+
+    _, monitor, _ = _setup({"a": FakeEngine()}, ["a"], {"a": 1})
+    runtime = monitor.pools["a"]
+    runtime.reported_in_flight_per_replica, runtime.reported_at_s = 5.0, time.monotonic()
+    assert monitor.states(["a"])[0].in_flight == 5
+    runtime.reported_at_s = time.monotonic() - ENGINE_REPORT_MAX_AGE_S - 0.1
+    assert monitor.states(["a"])[0].in_flight == 0
