@@ -175,8 +175,9 @@ def plot(report: BatchingReport, path: Path) -> None:
         ax_scale.plot(xs, [scale.get(x, 0) for x in xs], marker="o", label=t.target)
         ax_ttft.plot(xs, [lv.ttft_p50_ms for lv in t.levels], marker="o", label=f"{t.target} p50")
         ax_ttft.plot(xs, [lv.tpot_p50_ms for lv in t.levels], marker="x", linestyle="--", label=f"{t.target} TPOT p50")
+    has_baseline = any(t.target == BASELINE for t in report.targets)
     for t in report.targets:
-        if t.target == BASELINE:
+        if t.target == BASELINE or not has_baseline:
             continue
         r = ratios(report, t.target)
         xs = sorted(r)
@@ -192,7 +193,13 @@ def plot(report: BatchingReport, path: Path) -> None:
     ax_ttft.set_title("TTFT p50 (solid) and TPOT p50 (dashed)", fontsize=9)
     ax_ratio.set_ylabel(f"Frugal / bare {BASELINE}")
     ax_ratio.set_title("ratio to bare vLLM (tok/s: higher is better; latency: lower)", fontsize=9)
+    if not has_baseline:  # nothing to divide by: an empty panel that says so
+        ax_ratio.clear()
+        ax_ratio.axis("off")
+        ax_ratio.text(0.5, 0.5, f"no bare {BASELINE} target in this run", ha="center", va="center")
     for ax in axes.flat:
+        if ax is ax_ratio and not has_baseline:
+            continue
         ax.set_xscale("log", base=2)
         ax.set_xlabel("concurrent streams")
         ax.grid(alpha=0.3)

@@ -50,6 +50,12 @@ def test_plot_writes_a_png(tmp_path) -> None:
     assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_plot_without_the_baseline_still_writes_a_png(tmp_path) -> None:
+    """A run of the Frugal targets alone (``--targets frugal``): no ratio panel to draw."""
+    plot(REPORT.model_copy(update={"targets": REPORT.targets[1:]}), tmp_path / "b.png")
+    assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_percentile_is_nearest_rank() -> None:
     assert percentile([], 50) == 0.0
     assert percentile([3, 1, 2], 50) == 2
