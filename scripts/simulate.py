@@ -120,10 +120,7 @@ def main() -> None:
         print(policy_table(result), end="\n\n", flush=True)
 
     name = args.name or args.arrivals
-    tables = [headline_table(results, "cost")]
-    if any("cost_at_target" in r.runs for r in results):
-        tables.append(headline_table(results, "cost_at_target"))
-    tables += [policy_table(r) for r in results]
+    tables = [headline_table(results, "cost")] + [policy_table(r) for r in results]
     text = "\n\n".join(tables) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{name}.md").write_text(text)

@@ -16,6 +16,15 @@ prediction responsive to load changes the observation window has not seen yet.
 
 A cold pool (no ready replica) is predicted as one request on a fresh replica, plus
 ``cold_start_s`` before its first token.
+
+Cost is the request's share of a replica at concurrency ``c`` (``serve.cost.estimate``),
+except on a pool that autoscales and can still grow: there it is priced at ``max(c, t)``,
+``t`` being the pool's ``target_ongoing_requests`` (capped at ``max_concurrency``). The
+autoscaler adds and removes replicas until each carries ``t``, so that is the share a request
+pays once the pool follows its traffic. Priced at its current load instead, an idle or cold
+pool looks dear and a busy one cheap, and whichever pool warmed first keeps the traffic even
+when another is cheaper at its operating point (the fleet simulator showed this lock-in:
+docs/simulator.md).
 """
 
 from __future__ import annotations
@@ -72,8 +81,11 @@ def predict(
             ttft_ms += 1000.0 * queued / slots_per_s
         tpot_ms = _blend(profile.tpot_ms(concurrency), pool.observed_tpot_ms, observed_weight)
         ttft_ms = _blend(ttft_ms, pool.observed_ttft_ms, observed_weight)
+    priced_at = concurrency
+    if pool.target_ongoing_requests is not None and pool.can_grow:
+        priced_at = max(concurrency, min(pool.target_ongoing_requests, profile.max_concurrency))
     cost = estimate_cost_usd(
-        pool.price_usd_per_hour, profile, concurrency, request.prompt_tokens, request.max_output_tokens
+        pool.price_usd_per_hour, profile, priced_at, request.prompt_tokens, request.max_output_tokens
     )
     target = pool.target
     meets = target is None or (ttft_ms <= target.ttft_ms and tpot_ms <= target.tpot_ms)

@@ -15,7 +15,7 @@ def pool_state_template(model: ModelConfig, pool: PoolConfig, base_dir: Path | N
     """The pool's ``PoolState`` with its static facts: price per replica
     (``pool_price_usd_per_hour``), profile (``pool_profile``; ``base_dir`` resolves a relative
     profile path), latency target (the pool's, else the model's, else None) and configured
-    min/max replicas. Live fields are zero: ``replicas`` 0 (cold until the caller says how
+    min/max replicas and autoscaling target. Live fields are zero: ``replicas`` 0 (cold until the caller says how
     many are ready), no load, no observations, healthy.
 
     Raises ``ValueError`` naming the pool when its price or profile cannot be determined.
@@ -31,4 +31,5 @@ def pool_state_template(model: ModelConfig, pool: PoolConfig, base_dir: Path | N
         starting=0,
         min_replicas=pool.min_replicas,
         max_replicas=pool.max_replicas,
+        target_ongoing_requests=pool.autoscaling.target_ongoing_requests if pool.autoscaling is not None else None,
     )

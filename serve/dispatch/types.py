@@ -36,6 +36,8 @@ class PoolState:
     ``running`` and ``waiting`` are summed over the pool's ready replicas (as engines report
     them, plus requests this router has sent that engines have not reported yet).
     ``observed_*`` are recent latencies at the target's percentile, None until measured.
+    ``target_ongoing_requests`` is the autoscaler's per-replica target (None without
+    autoscaling): a pool that can still grow is priced at it (``serve.dispatch.predict``).
     """
 
     name: str
@@ -53,6 +55,12 @@ class PoolState:
     observed_tpot_ms: float | None = None
     healthy: bool = True
     cold_start_s: float = DEFAULT_COLD_START_S  # from scale-up to serving, when cold
+    target_ongoing_requests: float | None = None
+
+    @property
+    def can_grow(self) -> bool:
+        """The autoscaler may still add a replica."""
+        return self.replicas + self.starting < self.max_replicas
 
     @property
     def in_flight(self) -> int:

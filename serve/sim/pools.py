@@ -91,6 +91,7 @@ class SimPoolSpec(BaseModel):
             min_replicas=self.autoscaling.min_replicas,
             max_replicas=self.autoscaling.max_replicas,
             cold_start_s=self.cold_start_s,
+            target_ongoing_requests=self.autoscaling.target_ongoing_requests,
         )
 
 

@@ -78,7 +78,7 @@ def policy_table(result: StudyResult) -> str:
         )
     if o.peak is not None:
         lines.append(
-            f"| optimum at peak rate (static) | {o.peak.usd_per_million_output_tokens:.3f} "
+            f"| static fleet for the peak rate (integer program) | {o.peak.usd_per_million_output_tokens:.3f} "
             f"| {o.peak.usd_per_million_output_tokens / o.optimum.usd_per_million_output_tokens:.2f} "
             f"| - | - | - | - | - | {', '.join(f'{n:g} x {p}' for p, n in o.peak.replicas.items())} | - |"
         )

@@ -18,26 +18,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from serve.config.dispatch import LatencyTargetConfig
 from serve.dispatch.policies import POLICIES, make_policy
-from serve.dispatch.types import DispatchPolicy
 from serve.sim.autoscaler import RayScalingOptions
 from serve.sim.fleet import Fleet, FleetRun
 from serve.sim.metrics import RunSummary, summarize
 from serve.sim.optimal import FleetPlan, bucketize, capacity_matrix, single_type_fleets, solve
 from serve.sim.pools import DEFAULT_TARGET_FRACTION, STUDY_GPUS, SimPoolSpec, study_pools
-from serve.sim.proposed import CheapestAtTarget
 from serve.sim.trace import WORKLOADS, ArrivalProcess, Trace, make_trace
 
-PROPOSED_POLICY = "cost_at_target"
-SIM_POLICY_NAMES: tuple[str, ...] = (*POLICIES, PROPOSED_POLICY)
+SIM_POLICY_NAMES: tuple[str, ...] = tuple(POLICIES)
 DEFAULT_SLO = LatencyTargetConfig(ttft_ms=2000, tpot_ms=100, percentile=95)
-
-
-def sim_policy(name: str, pools: Sequence[SimPoolSpec]) -> DispatchPolicy:
-    """The router's policy ``name`` (``serve.dispatch.policies.POLICIES``), or the proposed
-    ``cost_at_target`` (``serve.sim.proposed``) with the pools' autoscaling targets."""
-    if name == PROPOSED_POLICY:
-        return CheapestAtTarget({p.name: p.autoscaling.target_ongoing_requests for p in pools})
-    return make_policy(name)
 
 
 class StudyConfig(BaseModel):
@@ -107,7 +96,10 @@ class OptimumSummary(BaseModel):
     single_type: dict[str, PlanSummary | None]
     best_single_type: str | None
     saving_vs_best_single: float | None = Field(description="1 - optimum cost / best single-type cost")
-    peak: PlanSummary | None = Field(default=None, description="bursty traces: the optimum at the peak rate")
+    peak: PlanSummary | None = Field(
+        default=None,
+        description="bursty traces: the cheapest static fleet for the peak rate, $/1M on the trace's own tokens",
+    )
 
 
 class StudyResult(BaseModel):
@@ -178,7 +170,16 @@ def optimum_for(config: StudyConfig, trace: Trace, pools: Sequence[SimPoolSpec])
     peak = None
     if config.arrivals.kind == "bursty":
         peak_buckets = buckets.scaled(config.arrivals.peak_rate_per_s / config.arrivals.rate_per_s)
-        peak = PlanSummary.of(solve(peak_buckets, mu, prices, names))
+        peak_plan = solve(peak_buckets, mu, prices, names)
+        # Priced per token of this trace's traffic (the mean rate), which is what a static
+        # fleet sized for the bursts would serve: per token of the peak rate it reads as cheap
+        # as the optimum.
+        peak = PlanSummary(
+            cost_usd_per_hour=peak_plan.cost_usd_per_hour,
+            usd_per_million_output_tokens=plan.usd_per_million_output_tokens
+            * peak_plan.cost_usd_per_hour / plan.cost_usd_per_hour,
+            replicas=peak_plan.replicas_by_pool(),
+        )
     return OptimumSummary(
         buckets=len(buckets.rate_per_s),
         rate_per_s=float(buckets.rate_per_s.sum()),
@@ -218,7 +219,7 @@ def run_study(
     for name in config.policies:
         callback = progress(name, len(trace)) if progress is not None else None
         started = time.perf_counter()
-        run = Fleet(pools, sim_policy(name, pools), seed=config.seed).run(trace, callback)
+        run = Fleet(pools, make_policy(name), seed=config.seed).run(trace, callback)
         wall_s = time.perf_counter() - started
         runs[name] = PolicyResult(summary=summarize(run, config.warmup_s), wall_s=wall_s, series=_series(run))
     return StudyResult(
