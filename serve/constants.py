@@ -93,7 +93,7 @@ DEFAULT_OBSERVED_LATENCY_WEIGHT = 0.5
 # latency tracker keeps.
 DEFAULT_LOAD_POLL_INTERVAL_S = 1.0
 DEFAULT_LATENCY_WINDOW_SIZE = 256
-DEFAULT_LATENCY_MAX_AGE_S = 120.0  # observed latencies older than this no longer correct predictions
+DEFAULT_LATENCY_MAX_AGE_S = 600.0  # observed latencies older than this stop correcting predictions
 DEFAULT_LATENCY_TARGET_PERCENTILE = 95.0
 SECONDS_PER_HOUR = 3600.0
 
