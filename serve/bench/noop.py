@@ -1,5 +1,9 @@
 """The floor of the overhead benchmark: a plain Ray Serve ingress answering every POST with a
-canned chat completion, the same bytes and SSE events as the fake engine, with no routing."""
+canned chat completion, the same bytes and SSE events as the fake engine, with no routing.
+
+``ray_chain_app`` is the soak's control: the same two Ray Serve hops as Frugal (an ingress
+relaying a downstream deployment's stream through a ``DeploymentHandle``) with none of
+Frugal's code, named like Frugal's deployments so the soak finds the same processes."""
 
 from __future__ import annotations
 
@@ -56,3 +60,45 @@ class NoopIngress:
 
             return StreamingResponse(stream(), media_type="text/event-stream")
         return Response(canned_body(max_tokens), media_type="application/json")
+
+
+class NoopEngine:
+    """A downstream deployment streaming the canned events (``canned_events``)."""
+
+    async def generate(self, max_tokens: int) -> Any:
+        for event in canned_events(max_tokens):
+            yield event
+
+    async def body(self, max_tokens: int) -> bytes:
+        return canned_body(max_tokens)
+
+
+class NoopRelay:
+    """An ingress relaying ``NoopEngine``'s stream (or body) through a Ray Serve handle."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    async def __call__(self, request: Any) -> Any:
+        from starlette.responses import Response, StreamingResponse
+
+        body = json.loads(await request.body())
+        max_tokens = int(body.get("max_tokens") or PROMPT_WORDS + 2)
+        if body.get("stream"):
+            return StreamingResponse(
+                self.engine.options(stream=True).generate.remote(max_tokens), media_type="text/event-stream"
+            )
+        return Response(await self.engine.body.remote(max_tokens), media_type="application/json")
+
+
+def ray_chain_app(max_ongoing_requests: int) -> Any:
+    """``router`` (a ``NoopRelay``) in front of ``engine-noop`` (a ``NoopEngine``)."""
+    from ray import serve
+
+    engine = serve.deployment(NoopEngine).options(
+        name="engine-noop", num_replicas=1, max_ongoing_requests=max_ongoing_requests, ray_actor_options={"num_cpus": 0}
+    )
+    relay = serve.deployment(NoopRelay).options(
+        name="router", num_replicas=1, max_ongoing_requests=max_ongoing_requests, ray_actor_options={"num_cpus": 0}
+    )
+    return relay.bind(engine.bind())

@@ -44,6 +44,7 @@ class Trend(BaseModel):
 
 class SoakReport(BaseModel):
     machine: str
+    app: str = "frugal"  # serve.bench.run_frugal.APPS: frugal-fake (instant engine), ray-chain (control)
     minutes: float
     concurrency: int
     max_tokens: int
@@ -109,11 +110,13 @@ def run(
     out_dir: Path,
     port: int = 8300,
     log: Callable[[str], None] = print,
+    app: str = "frugal",
 ) -> SoakReport:
     from serve.bench.batching import cpu_model
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    with full_stack_server(chat_only_config(config, model), port, out_dir / "soak-server.log") as (url, headers):
+    server = full_stack_server(chat_only_config(config, model), port, out_dir / "soak-server.log", app)
+    with server as (url, headers):
         procs = find_processes()
         missing = [name for name, found in procs.items() if not found]
         if missing:
@@ -149,7 +152,8 @@ def run(
     import platform
 
     return SoakReport(
-        machine=f"{platform.machine()}, {os.cpu_count()} cores, {cpu_model()}", minutes=minutes,
+        machine=f"{platform.machine()}, {os.cpu_count()} cores, {cpu_model()}", app=app,
+        minutes=minutes,
         concurrency=concurrency, max_tokens=max_tokens, warmup_s=warmup_s, requests=requests, errors=errors,
         error_samples=error_samples, output_tokens=tokens, samples=samples, trends=[trend(n, samples, warmup_s) for n in PROCESSES],
     )

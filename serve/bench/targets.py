@@ -125,13 +125,15 @@ def _server(
 
 @contextmanager
 def frugal_server(
-    config: FrugalConfig, port: int, log: Path, headers: dict[str, str] | None = None
+    config: FrugalConfig, port: int, log: Path, headers: dict[str, str] | None = None, app: str = "frugal"
 ) -> Iterator[str]:
-    """Frugal serving ``config`` on ``port``; ``headers`` (an API key) for the readiness probe."""
+    """Frugal serving ``config`` on ``port``; ``headers`` (an API key) for the readiness probe;
+    ``app`` one of ``serve.bench.run_frugal.APPS`` (fake engines, or the Ray-only control)."""
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         yaml.safe_dump(config.model_dump(mode="json", exclude_none=True), f)
     serve_config = Path(f.name)
     cmd = [sys.executable, "-m", "serve.bench.run_frugal", "--config", str(serve_config), "--port", str(port)]
+    cmd += ["--app", app]
     try:
         with _server(cmd, f"http://127.0.0.1:{port}", config.models[0].name, {}, log, headers) as url:
             yield url
@@ -148,7 +150,9 @@ def vllm_server(model: ModelConfig, port: int, log: Path) -> Iterator[str]:
 
 
 @contextmanager
-def full_stack_server(config: FrugalConfig, port: int, log: Path) -> Iterator[tuple[str, dict[str, str]]]:
+def full_stack_server(
+    config: FrugalConfig, port: int, log: Path, app: str = "frugal"
+) -> Iterator[tuple[str, dict[str, str]]]:
     """Frugal serving ``config`` with everything on the request path on (``full_stack_config``)
     against a redis-server started here: (base URL, the API key's headers). Both stop on exit."""
     from serve.bench.redis_server import RedisServer
@@ -160,7 +164,7 @@ def full_stack_server(config: FrugalConfig, port: int, log: Path) -> Iterator[tu
     try:
         headers = {"authorization": f"Bearer {key.key}"}
         full = full_stack_config(config, redis.url, key.key_id, key.sha256)
-        with frugal_server(full, port, log, headers) as url:
+        with frugal_server(full, port, log, headers, app) as url:
             yield url, headers
     finally:
         redis.close()
