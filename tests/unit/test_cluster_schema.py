@@ -107,7 +107,9 @@ def test_ray_start_without_throughput_mode_is_reported() -> None:
     raw = _raw()
     raw["worker_start_ray_commands"] = ["ray stop", "ray start --address=$RAY_HEAD_IP:6379"]
     [problem] = check_cluster(_parse(raw))
-    assert problem.startswith("worker_start_ray_commands: `ray start` without ['RAY_SERVE_THROUGHPUT_OPTIMIZED=1']")
+    assert problem.startswith(
+        "worker_start_ray_commands: `ray start` without ['RAY_SERVE_THROUGHPUT_OPTIMIZED=1', 'MALLOC_ARENA_MAX=2']"
+    )
 
 
 def test_gpu_node_types_must_advertise_a_known_accelerator() -> None:
