@@ -15,10 +15,10 @@ import uuid
 import httpx
 from pydantic import BaseModel
 
+from serve.bench.noop import MODEL
+from serve.bench.overhead import POOL, base_config
 from serve.bench.targets import full_stack_config
-from serve.config.schema import FrugalConfig
 
-MODEL, POOL = "fake-chat", "fake-cpu"
 BATCH = 16  # concurrent requests
 
 
@@ -36,11 +36,6 @@ class HeapReport(BaseModel):
     top: list[Site]
 
 
-def _config() -> FrugalConfig:
-    pool = {"name": POOL, "params_b": 0.1, "num_cpus": 0, "engine": {"model": "/fake/never-loaded"}}
-    return FrugalConfig.model_validate({"models": [{"name": MODEL, "task": "chat", "pools": [pool]}]})
-
-
 async def _measure(redis_url: str, warmup: int, requests: int, stream: bool, top: int) -> HeapReport:
     from serve.engine.fake import FakeEngine
     from serve.router.app import build_router_app
@@ -50,7 +45,7 @@ async def _measure(redis_url: str, warmup: int, requests: int, stream: bool, top
     from serve.tenants.keys import generate_key
 
     key = generate_key()
-    config = full_stack_config(_config(), redis_url, key.key_id, key.sha256)
+    config = full_stack_config(base_config(), redis_url, key.key_id, key.sha256)
     clients = {POOL: LocalEngineClient(POOL, FakeEngine(MODEL))}
     app = build_router_app(build_router_service(config, clients, StaticReplicaCounter({POOL: (1, 0)})))
     headers = {"authorization": f"Bearer {key.key}"}
