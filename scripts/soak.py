@@ -1,5 +1,5 @@
 """Bounded soak: Frugal's full request path (auth, Redis limits, Redis cache, ledger) under
-steady streaming load, sampling the memory of the router, the HTTP proxy and the engine.
+steady streaming load, sampling the memory of the router, the HTTP ingress (HAProxy) and the engine.
 Writes results/soak.json and results/soak.png (``--name``) and prints the per-process memory trend.
 
     python scripts/soak.py                          # 10 minutes at 16 concurrent streams

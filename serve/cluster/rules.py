@@ -2,7 +2,8 @@
 
 - Every command list is written out: otherwise ``ray up`` runs the provider's defaults, which on
   AWS install a nightly Ray wheel with the system pip.
-- Every ``ray start`` sets Ray Serve's throughput mode (``RAY_ENV_DEFAULTS``): Ray's processes
+- Every ``ray start`` sets Ray Serve's throughput mode and HAProxy ingress (``RAY_ENV_DEFAULTS``)
+  and points Ray at Frugal's HAProxy launcher (``HAPROXY_BINARY_ENV``): Ray's processes
   inherit their environment from ``ray start`` and nothing later can change it.
 - Every worker node type declares ``CPU``; every GPU node type declares ``GPU`` and at least one
   ``accelerator_type:<name>`` that Ray knows (a misspelt name is a node no pool can use).
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from serve.builder import ray_accelerator_types
 from serve.cluster.spec import COMMAND_KEYS, ClusterSpec, NodeTypeSpec
-from serve.constants import RAY_ENV_DEFAULTS
+from serve.constants import HAPROXY_BINARY_ENV, HAPROXY_LAUNCHER, RAY_ENV_DEFAULTS
 
 START_COMMAND_KEYS = ("head_start_ray_commands", "worker_start_ray_commands")
 
@@ -35,6 +36,8 @@ def check_commands(cluster: ClusterSpec) -> list[str]:
             problems.append(f"{key}: no `ray start` command")
         for command in starts:
             missing = [f"{k}={v}" for k, v in RAY_ENV_DEFAULTS.items() if f"{k}={v}" not in command]
+            if f"{HAPROXY_BINARY_ENV}=" not in command or f"/{HAPROXY_LAUNCHER}" not in command:
+                missing.append(f"{HAPROXY_BINARY_ENV}=<venv>/bin/{HAPROXY_LAUNCHER}")
             if missing:
                 problems.append(f"{key}: `ray start` without {missing} (Ray's processes inherit it from there)")
     return problems

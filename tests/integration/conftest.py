@@ -4,7 +4,6 @@ started once per session on a free port and stopped afterwards (only what we sta
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -12,7 +11,7 @@ import pytest
 
 from serve.config.loader import load_config
 from serve.config.schema import FrugalConfig
-from serve.constants import RAY_ENV_DEFAULTS
+from serve.local_ray import free_port, local_serve
 
 APP_NAME = "frugal-test"
 
@@ -21,12 +20,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -39,8 +32,9 @@ class Service:
     def call_engine(self, pool: str, method: str, *args, timeout_s: float = 30.0):
         """Call a method of a pool's engine deployment from the test thread.
 
-        In Ray Serve's throughput mode a handle routes on the caller's event loop, so each call
-        runs in a fresh loop with its own handle."""
+        In Ray Serve's throughput mode a handle's router lives on the event loop of its first
+        call and is shared by later handles to the same deployment, so every call runs on one
+        loop that lives as long as the session (``_handle_loop``)."""
         import asyncio
 
         from ray import serve
@@ -49,7 +43,7 @@ class Service:
             handle = serve.get_deployment_handle(f"engine-{pool}", app_name=APP_NAME)
             return await asyncio.wait_for(getattr(handle, method).remote(*args), timeout_s)
 
-        return asyncio.run(call())
+        return asyncio.run_coroutine_threadsafe(call(), _handle_loop()).result(timeout_s + 5)
 
 
     def usage(self, tenant: str) -> dict[str, float]:
@@ -77,6 +71,28 @@ class Service:
             time.sleep(0.2)
 
 
+_HANDLE_LOOP: list = []
+
+
+def _handle_loop():
+    """The session's event loop for Ray Serve handle calls, on a daemon thread (started on
+    first use, stopped by the ``ray_serve`` fixture)."""
+    import asyncio
+    import threading
+
+    if not _HANDLE_LOOP:
+        loop = asyncio.new_event_loop()
+        threading.Thread(target=loop.run_forever, name="serve-handles", daemon=True).start()
+        _HANDLE_LOOP.append(loop)
+    return _HANDLE_LOOP[0]
+
+
+def _stop_handle_loop() -> None:
+    while _HANDLE_LOOP:
+        loop = _HANDLE_LOOP.pop()
+        loop.call_soon_threadsafe(loop.stop)
+
+
 @dataclass
 class ServeCluster:
     base_url: str
@@ -84,24 +100,16 @@ class ServeCluster:
 
 @pytest.fixture(scope="session")
 def ray_serve() -> Iterator[ServeCluster]:
-    """A local Ray instance with Serve's HTTP proxy on a free port; stopped at the end."""
+    """A local Ray instance with Serve's HTTP ingress on a free port; stopped at the end."""
     import ray
-    from ray import serve
 
     if ray.is_initialized():
         pytest.fail("Ray is already initialised in the test process")
-    for key, value in RAY_ENV_DEFAULTS.items():
-        os.environ.setdefault(key, value)
-    port = free_port()
-    ray.init(include_dashboard=False, log_to_driver=False, namespace=f"frugal-test-{os.getpid()}")
-    try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        yield ServeCluster(base_url=f"http://127.0.0.1:{port}")
-    finally:
+    with local_serve(free_port(), namespace=f"frugal-test-{os.getpid()}", log_to_driver=False) as base_url:
         try:
-            serve.shutdown()
+            yield ServeCluster(base_url=base_url)
         finally:
-            ray.shutdown()
+            _stop_handle_loop()
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from serve.tenants.keys import generate_key
 from serve.tenants.service import Tenants, build_tenants
 from serve.tenants.units import seconds_to_period_end
 from serve.tenants.webhook import WebhookNotifier
-from serve.bench.redis_server import free_port
+from serve.local_ray import free_port
 
 NOW_S = 1_750_000_000.0  # 2025-06-15 15:06 UTC
 KEY = generate_key()

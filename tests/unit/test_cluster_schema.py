@@ -108,7 +108,9 @@ def test_ray_start_without_throughput_mode_is_reported() -> None:
     raw["worker_start_ray_commands"] = ["ray stop", "ray start --address=$RAY_HEAD_IP:6379"]
     [problem] = check_cluster(_parse(raw))
     assert problem.startswith(
-        "worker_start_ray_commands: `ray start` without ['RAY_SERVE_THROUGHPUT_OPTIMIZED=1', 'MALLOC_ARENA_MAX=2']"
+        "worker_start_ray_commands: `ray start` without"
+        " ['RAY_SERVE_THROUGHPUT_OPTIMIZED=1', 'RAY_SERVE_ENABLE_HA_PROXY=1', 'MALLOC_ARENA_MAX=2',"
+        " 'RAY_SERVE_HAPROXY_BINARY_PATH=<venv>/bin/frugal-haproxy']"
     )
 
 
