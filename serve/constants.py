@@ -54,6 +54,10 @@ HAPROXY_LAUNCHER = "frugal-haproxy"
 # HAProxy's stats page and Prometheus exporter ports (Ray's defaults 8404 and 9101, on every
 # interface); local test and benchmark instances pick free ones (serve/local_ray.py).
 HAPROXY_PORT_ENVS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT")
+# Local instances (tests, benchmarks) take their ports from here: above Ray's worker ports
+# (10002-19999 by default) and below Linux's ephemeral range (32768-60999 by default), so no
+# process that binds port 0 or connects out is handed one between our check and its use.
+LOCAL_PORT_RANGE = (20000, 32767)
 
 # Tenants (serve/tenants): keys, limits, budgets, ledger.
 API_KEY_PREFIX = "frg-"

@@ -11,19 +11,39 @@ another one (or with ``scripts/serve``) on the fixed defaults, 8404 and 9101.
 from __future__ import annotations
 
 import os
+import random
 import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from serve.constants import HAPROXY_BINARY_ENV, HAPROXY_LAUNCHER, HAPROXY_PORT_ENVS, RAY_ENV_DEFAULTS
+from serve.constants import (
+    HAPROXY_BINARY_ENV,
+    HAPROXY_LAUNCHER,
+    HAPROXY_PORT_ENVS,
+    LOCAL_PORT_RANGE,
+    RAY_ENV_DEFAULTS,
+)
+
+FREE_PORT_ATTEMPTS = 200
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port nothing listens on, drawn at random from ``LOCAL_PORT_RANGE``.
+
+    A port the kernel hands out for ``bind(0)`` comes from its ephemeral range, where any of
+    the sockets Ray opens while it starts can take it before the caller binds it again (HAProxy
+    once failed to start on such a port). Ports in ``LOCAL_PORT_RANGE`` are given out by no one."""
+    low, high = LOCAL_PORT_RANGE
+    for port in random.sample(range(low, high + 1), k=FREE_PORT_ATTEMPTS):
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {low}-{high} after {FREE_PORT_ATTEMPTS} tries")
 
 
 def haproxy_launcher() -> str:
