@@ -14,6 +14,7 @@ import time
 import httpx
 import pytest
 
+from serve.bench.open_loop import OpenLoopResult, open_loop
 from serve.tenants.keys import generate_key
 
 APP = "frugal-tenants-test"
@@ -59,59 +60,39 @@ def tenants_app(ray_serve, redis_server):
         # Warm both router replicas (their first request starts the tenant stores and the pool
         # monitor) with another tenant's requests, so the burst measures admission alone.
         body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
-        asyncio.run(_open_loop(url, warm.key, 40, rate_per_s=20, body=body))
+        _open_loop(url, warm.key, 40, rate_per_s=20, body=body)
         yield url, key.key
     finally:
         serve.delete(APP)
 
 
-async def _open_loop(
-    url: str, key: str, n: int, rate_per_s: float, body: dict | None = None
-) -> tuple[list[httpx.Response], float]:
-    """Send ``n`` requests on a fixed schedule of ``rate_per_s`` (an open loop: each request
-    starts on time, whatever the answers to earlier ones, on its own connection). Returns the
-    responses and the offered rate actually achieved (requests / span of their start times)."""
+def _open_loop(url: str, key: str, n: int, rate_per_s: float, body: dict | None = None) -> OpenLoopResult:
+    """``n`` chat requests as the key's tenant on a fixed schedule (serve/bench/open_loop.py)."""
     body = body or {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
-    headers = {"authorization": f"Bearer {key}"}
-    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
-    starts: list[float] = []
-    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
-
-        async def one() -> httpx.Response:
-            starts.append(time.perf_counter())
-            return await client.post(f"{url}/v1/chat/completions", json=body, headers=headers)
-
-        t0 = time.perf_counter()
-        tasks = []
-        for i in range(n):
-            delay = t0 + i / rate_per_s - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one()))
-        responses = await asyncio.gather(*tasks)
-    span = max(starts) - min(starts)
-    return responses, (n - 1) / span if span > 0 else float("inf")
+    return asyncio.run(open_loop(f"{url}/v1/chat/completions", body, n, rate_per_s,
+                                 headers={"authorization": f"Bearer {key}"}))
 
 
 def test_two_router_replicas_admit_exactly_the_limit(tenants_app, redis_server):
     import redis
 
     url, key = tenants_app
-    responses, rate = asyncio.run(_open_loop(url, key, NUM_REQUESTS, rate_per_s=OFFERED_PER_S))
-    statuses = [r.status_code for r in responses]
+    result = _open_loop(url, key, NUM_REQUESTS, rate_per_s=OFFERED_PER_S)
+    responses, rate = result.replies, result.offered_per_s
+    statuses = [r.status for r in responses]
     admitted = statuses.count(200)
     print(f"offered {NUM_REQUESTS} requests at {rate:.0f} requests/s (open loop) across 2 router replicas; "
           f"admitted {admitted}, refused 429: {statuses.count(429)}, other: {len(statuses) - admitted - statuses.count(429)}")
     assert set(statuses) <= {200, 429}
     assert admitted == RPM
     assert rate >= 200
-    refused = next(r for r in responses if r.status_code == 429)
+    refused = next(r for r in responses if r.status == 429)
     assert refused.json()["error"]["param"] == "requests_per_minute" and "retry-after" in refused.headers
 
     # The ledger: one record per admitted request, totals equal to the responses' usage.
     import json
 
-    completion = sum(r.json()["usage"]["completion_tokens"] for r in responses if r.status_code == 200)
+    completion = sum(r.json()["usage"]["completion_tokens"] for r in responses if r.status == 200)
     client = redis.Redis.from_url(redis_server.url)
 
     def acme_records() -> list[dict]:
