@@ -48,6 +48,7 @@ from serve.cache.memory_store import MemoryStore
 from serve.cache.redis_store import RedisStore
 from serve.cache.semantic import Embedder, SemanticIndex, unit_vector
 from serve.cache.store import CacheStore, StoreUnavailable, VectorRecord
+from serve.cost.estimate import format_usd
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -95,7 +96,7 @@ class CacheLookup:
         if self.similarity is not None:
             headers[HEADER_SIMILARITY] = f"{self.similarity:.4f}"
         if self.entry is not None:
-            headers[HEADER_COST_AVOIDED] = f"{self.entry.cost_usd:.10g}"
+            headers[HEADER_COST_AVOIDED] = format_usd(self.entry.cost_usd)
         return headers
 
 

@@ -9,7 +9,7 @@ the replica its share is 1 and the documents' formula comes back exactly.
 
 from __future__ import annotations
 
-from serve.constants import SECONDS_PER_HOUR
+from serve.constants import COST_USD_DECIMALS, SECONDS_PER_HOUR
 from serve.cost.profile import ThroughputProfile
 
 
@@ -50,3 +50,9 @@ def actual_cost_usd(price_usd_per_hour: float, wall_s: float, own_tokens: int, r
     denominator = max(replica_tokens, own_tokens)
     share = own_tokens / denominator if denominator > 0 else 1.0
     return wall_s / SECONDS_PER_HOUR * price_usd_per_hour * share
+
+
+def format_usd(value: float) -> str:
+    """A cost as a header value: ``COST_USD_DECIMALS`` decimals, as ``usage.cost_usd`` is
+    rounded, so the headers and the body of one answer agree (``"0"`` for nothing)."""
+    return f"{value:.{COST_USD_DECIMALS}f}".rstrip("0").rstrip(".") or "0"

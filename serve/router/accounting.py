@@ -21,13 +21,9 @@ import json
 from dataclasses import dataclass
 
 from serve.constants import COST_USD_DECIMALS
-from serve.cost.estimate import actual_cost_usd
+from serve.cost.estimate import actual_cost_usd, format_usd
 from serve.dispatch.types import Decision, RequestEstimate
 from serve.engine.protocol import RunStats
-
-
-def format_usd(value: float) -> str:
-    return f"{value:.{COST_USD_DECIMALS}f}".rstrip("0").rstrip(".") or "0"
 
 
 @dataclass(frozen=True)

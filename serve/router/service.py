@@ -22,6 +22,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from serve.cache import CacheLookup, ResponseCache, StreamRecorder, entry_from_body, take_cache_controls
 from serve.config.schema import FrugalConfig, ModelConfig
+from serve.cost.estimate import format_usd
 from serve.dispatch.latency import LatencyTracker
 from serve.dispatch.tiers import route_tier
 from serve.dispatch.types import RequestEstimate
@@ -29,7 +30,7 @@ from serve.observability.metrics import FrugalMetrics
 from serve.router.outcome import Finisher, Outcome, Status
 from serve.tenants.service import Tenants
 from serve.engine.protocol import Endpoint, ErrorBody, RunStats
-from serve.router.accounting import Pricer, body_with_cost, dispatch_headers, format_usd, usage_tokens
+from serve.router.accounting import Pricer, body_with_cost, dispatch_headers, usage_tokens
 from serve.router.cached import respond_from_cache
 from serve.router.dispatcher import Dispatched, Dispatcher
 from serve.router.errors import FrugalError, bad_request, model_not_found
