@@ -14,6 +14,11 @@ from serve.config.schema import FrugalConfig
 from serve.local_ray import free_port, local_serve
 
 APP_NAME = "frugal-test"
+# Tenants of the test service. Each file that checks ledger totals has one of its own:
+# gamma (metrics), delta (cancellation, dispatch's kill test), epsilon (cache).
+TENANTS = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta")
+# zeta and eta opt into one shared cache namespace; every other tenant has its own.
+SHARED_CACHE_NAMESPACES = {"zeta": "team-ze", "eta": "team-ze"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -115,21 +120,26 @@ def ray_serve() -> Iterator[ServeCluster]:
 @pytest.fixture(scope="session")
 def service(ray_serve: ServeCluster, redis_server) -> Iterator[Service]:
     """The default application (real vLLM CPU engines) at the root of the proxy, with its
-    response cache in the test's redis-server and four tenants with keys (auth stays off:
+    response cache in the test's redis-server, semantic caching on for the chat model (at the
+    default threshold, with the guard), and the ``TENANTS`` with keys (auth stays off:
     requests without a key are the anonymous tenant's; an admin key reads the ledger)."""
     from ray import serve
 
     from serve.builder import build_app
+    from serve.constants import SEMANTIC_THRESHOLD
     from serve.tenants.keys import generate_key, hash_key
 
-    keys = {tenant: generate_key() for tenant in ("alpha", "beta", "gamma", "delta")}
+    keys = {tenant: generate_key() for tenant in TENANTS}
     admin_key = generate_key().key
     base = load_config()
+    chat = next(m.name for m in base.models if m.task == "chat")
+    semantic = {**base.cache.semantic.model_dump(), "models": {chat: {"threshold": SEMANTIC_THRESHOLD, "guard": True}}}
     config = base.model_validate({
         **base.model_dump(),
-        "cache": {**base.cache.model_dump(), "redis_url": redis_server.url},
+        "cache": {**base.cache.model_dump(), "redis_url": redis_server.url, "semantic": semantic},
         "tenants": {"admin_key_env": None, "admin_key_sha256": hash_key(admin_key), "tenants": [
-            {"id": tenant, "tier": "paid", "keys": [{"id": key.key_id, "sha256": key.sha256}]}
+            {"id": tenant, "tier": "paid", "keys": [{"id": key.key_id, "sha256": key.sha256}],
+             "cache_namespace": SHARED_CACHE_NAMESPACES.get(tenant)}
             for tenant, key in keys.items()
         ]},
     })
