@@ -73,12 +73,14 @@ async def open_loop(
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     target = parts.path + (f"?{parts.query}" if parts.query else "")
     payload = json.dumps(body).encode()
-    streams = await asyncio.gather(*(asyncio.open_connection(host, port) for _ in range(n)))
     conns = [h11.Connection(h11.CLIENT) for _ in range(n)]
     requests = [_request_bytes(c, parts.netloc, target, headers or {}, payload) for c in conns]
+    streams: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     sent = [0.0] * n
     pending = []
     try:
+        for _ in range(n):  # one by one, so that every connection opened is closed below
+            streams.append(await asyncio.open_connection(host, port))
         t0 = time.perf_counter()
         for i, ((reader, writer), conn) in enumerate(zip(streams, conns, strict=True)):
             delay = t0 + i / rate_per_s - time.perf_counter()
