@@ -56,6 +56,18 @@ NEGATIONS = frozenset(
     "not no never none nobody nothing nowhere neither nor without cannot cant dont doesnt didnt isnt arent wasnt "
     "werent wont wouldnt shouldnt couldnt hasnt havent hadnt mustnt".split()
 )
+# A question that asks for a cause ("why", "what causes", "what makes") is not one that asks
+# what to do, however alike the words ("Why does my cat scratch the sofa?" / "How do I stop my
+# cat scratching the sofa?" score 0.90).
+WHY_WORDS = frozenset("why cause causes caused causing reason reasons".split())
+WHY_AFTER_WHAT = frozenset("makes made make".split())  # "what makes X ..." asks why
+# Asking to prevent something is not asking to do it ("How do I stop Windows restarting" /
+# "How do I make Windows restart" score 0.94, and "make" is a stop word).
+PREVENT_WORDS = frozenset(
+    "stop stops stopping prevent prevents preventing prevention avoid avoids avoiding cease disable".split()
+)
+KEEP_WORDS = frozenset("keep keeps keeping".split())  # "keep X from ...", "keep X out"
+KEEP_AWAY_WORDS = frozenset("from out away".split())
 _UNIT_GROUPS = {
     "km": "km kms kilometer kilometers kilometre kilometres",
     "m": "meter meters metre metres",
@@ -175,6 +187,8 @@ def _number(token: str, word: str) -> str | None:
 class Facts:
     numbers: frozenset[str]
     negated: bool
+    asks_why: bool
+    prevents: bool
     units: frozenset[str]
     entities: frozenset[str]
     words: frozenset[str]
@@ -203,9 +217,33 @@ def facts(text: str) -> Facts:
             units.add(UNITS[word])
         if number is None and _is_entity(token, word, i in starts, shouting):
             entities.add(word)
-    # Numbers and units enter the content as their value, so "first"/"1st" and "km"/"kilometres" are one word.
-    content = tuple(v or UNITS.get(w) or _stem(w) for w, v in zip(words, values) if w not in STOPWORDS)
-    return Facts(frozenset(numbers), negated, frozenset(units), frozenset(entities), frozenset(words), content)
+    # Numbers and units enter the content as their value, so "first"/"1st" and "km"/"kilometres" are one word;
+    # the words of a checked intent as one word each, so "stop"/"prevent" and "why"/"what makes" are no substitution.
+    content = tuple(
+        v or UNITS.get(w) or _intent_word(w, words[i - 1] if i else "") or _stem(w)
+        for i, (w, v) in enumerate(zip(words, values)) if w not in STOPWORDS
+    )
+    return Facts(frozenset(numbers), negated, _asks_why(words), _prevents(words), frozenset(units),
+                 frozenset(entities), frozenset(words), content)
+
+
+def _intent_word(word: str, previous: str) -> str | None:
+    if word in PREVENT_WORDS:
+        return "<prevent>"
+    if word in WHY_WORDS or (previous == "what" and word in WHY_AFTER_WHAT):
+        return "<why>"
+    return None
+
+
+def _asks_why(words: list[str]) -> bool:
+    return any(w in WHY_WORDS or (w == "what" and nxt in WHY_AFTER_WHAT) for w, nxt in zip(words, [*words[1:], ""]))
+
+
+def _prevents(words: list[str]) -> bool:
+    if any(w in PREVENT_WORDS for w in words):
+        return True
+    keep = next((i for i, w in enumerate(words) if w in KEEP_WORDS), None)
+    return keep is not None and any(w in KEEP_AWAY_WORDS for w in words[keep + 1:])
 
 
 def _is_entity(token: str, word: str, at_start: bool, shouting: bool) -> bool:
@@ -253,6 +291,10 @@ def mismatch(a: str, b: str) -> str | None:
         return "numbers"
     if fa.negated != fb.negated:
         return "negation"
+    if fa.prevents != fb.prevents:
+        return "prevention"
+    if fa.asks_why != fb.asks_why:
+        return "intent"
     if fa.units != fb.units:
         return "units"
     if not fa.entities <= fb.words or not fb.entities <= fa.words:

@@ -17,12 +17,15 @@ from openai import OpenAI
 
 QUESTION = "How do I stop my dog from barking at night?"
 PARAPHRASE = "How can I keep my dog from barking during the night?"  # MiniLM cosine 0.975
-# Above the similarity threshold (0.93, 0.90, 0.98) but asking something else: the guard
-# refuses them (an opposite, a number, a negation).
+# Above the similarity threshold (0.93, 0.90, 0.98, 0.93, 0.88) but asking something else:
+# the guard refuses them (an opposite, a number, a negation, and twice the question's action:
+# to make it bark, or why it barks, is not how to stop it).
 NEAR_MISSES = [
     "How do I stop my dog from barking in the morning?",
     "How do I stop my two dogs from barking at night?",
     "How do I stop my dog from not barking at night?",
+    "How do I make my dog bark at night?",
+    "Why does my dog bark at night?",
 ]
 
 

@@ -47,6 +47,12 @@ RESULT = ROOT / "results/cache/semantic_eval.json"
         ("How do I thicken a sauce?", "How do I thin a sauce?", "substitution"),
         ("When did the Titanic sink?", "Where did the Titanic sink?", "substitution"),
         ("Paris population", "London population", "substitution"),
+        ("How do I stop my dog from barking at night?", "How do I make my dog bark at night?", "prevention"),
+        ("How do I keep deer out of my garden?", "How do I attract deer to my garden?", "prevention"),
+        ("How do I avoid paying capital gains tax?", "How do I pay capital gains tax?", "prevention"),
+        ("How do I fix a leaking tap?", "Why is my tap leaking?", "intent"),
+        ("What were the causes of the Great Depression?", "What were the effects of the Great Depression?", "intent"),
+        ("What is done to treat migraines?", "What makes migraines start?", "intent"),
     ],
 )
 def test_guard_tells_near_misses_apart(a: str, b: str, check: str) -> None:
@@ -67,6 +73,11 @@ def test_guard_tells_near_misses_apart(a: str, b: str, check: str) -> None:
         ("Why do cats purr?", "Why does a cat purr?"),
         ("What's the longest river in South America?", "Which river in South America is the longest?"),
         ("When did the French Revolution begin?", "What year did the French Revolution start?"),
+        ("How do I stop my dog from barking at night?", "How can I keep my dog from barking during the night?"),
+        ("How do I stop Windows from restarting?", "How can I prevent Windows from restarting?"),
+        ("Why does inflation happen?", "What causes inflation?"),
+        ("Why do my glasses fog up?", "What makes my glasses fog up?"),
+        ("How do I exit Vim?", "How can I quit the Vim editor?"),  # "quit" here is leaving, not preventing
     ],
 )
 def test_guard_lets_paraphrases_through(a: str, b: str) -> None:
@@ -77,6 +88,9 @@ def test_facts() -> None:
     f = facts("How far is Paris from Lyon in km? It's 5 km, not three miles. NASA says so.")
     assert f.numbers == {"5", "3"} and f.negated and f.units == {"km", "mile"}
     assert f.entities == {"paris", "lyon", "nasa"}  # "How" and "It's" open sentences
+    assert not f.asks_why and not f.prevents
+    assert facts("What made the bridge collapse?").asks_why and facts("Keep the cat away from the sofa").prevents
+    assert not facts("How do I keep my tea warm from morning to night?").asks_why
 
 
 @given(st.text(max_size=60), st.text(max_size=60))
@@ -95,7 +109,7 @@ def test_labelled_pairs_file() -> None:
     categories = {p.category for p in pairs if p.label == "near_miss"}
     assert {"number", "entity", "negation", "unit", "followup"} <= categories
     assert len({p.domain for p in pairs}) >= 15
-    assert {p.split for p in pairs} == {"dev", "holdout"}
+    assert {p.split for p in pairs} == {"dev", "holdout", "holdout2"}
 
 
 def test_recorded_evaluation_matches_the_default_threshold() -> None:
