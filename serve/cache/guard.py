@@ -8,6 +8,11 @@ user turns to agree on what cosine similarity blurs. The checks, in order:
 - numbers: the same set of numbers (digits, number words, ordinals; "one" is ignored, it is
   as often a pronoun);
 - negation: both negated or both not (not, no, never, n't, without, ...);
+- prevention: both ask to prevent something or neither does (stop, prevent, avoid, cease,
+  disable, "keep ... from/out/away"): "How do I stop Windows restarting" is not "How do I
+  make Windows restart";
+- intent: both ask why or neither does (why, cause, reason, "what makes"): "Why is my tap
+  leaking?" is not "How can I fix a leaking tap?";
 - units: the same units of measure where a unit follows a number or "in/into/to/per"
   ("5 km", "in miles"); km and kilometres are one unit, km and miles are not;
 - entities: every word capitalised inside a sentence, acronym, mixed-case or alphanumeric
@@ -62,7 +67,7 @@ NEGATIONS = frozenset(
 WHY_WORDS = frozenset("why cause causes caused causing reason reasons".split())
 WHY_AFTER_WHAT = frozenset("makes made make".split())  # "what makes X ..." asks why
 # Asking to prevent something is not asking to do it ("How do I stop Windows restarting" /
-# "How do I make Windows restart" score 0.94, and "make" is a stop word).
+# "How do I make Windows restart" score 0.94; the other checks see one content word dropped).
 PREVENT_WORDS = frozenset(
     "stop stops stopping prevent prevents preventing prevention avoid avoids avoiding cease disable".split()
 )
@@ -223,11 +228,14 @@ def facts(text: str) -> Facts:
         v or UNITS.get(w) or _intent_word(w, words[i - 1] if i else "") or _stem(w)
         for i, (w, v) in enumerate(zip(words, values)) if w not in STOPWORDS
     )
-    return Facts(frozenset(numbers), negated, _asks_why(words), _prevents(words), frozenset(units),
+    intents = {_intent_word(w, words[i - 1] if i else "") for i, w in enumerate(words)}
+    prevents = "<prevent>" in intents or _keeps_away(words)
+    return Facts(frozenset(numbers), negated, "<why>" in intents, prevents, frozenset(units),
                  frozenset(entities), frozenset(words), content)
 
 
 def _intent_word(word: str, previous: str) -> str | None:
+    """The one word that stands for ``word`` in the checks of intent ("<prevent>", "<why>")."""
     if word in PREVENT_WORDS:
         return "<prevent>"
     if word in WHY_WORDS or (previous == "what" and word in WHY_AFTER_WHAT):
@@ -235,13 +243,8 @@ def _intent_word(word: str, previous: str) -> str | None:
     return None
 
 
-def _asks_why(words: list[str]) -> bool:
-    return any(w in WHY_WORDS or (w == "what" and nxt in WHY_AFTER_WHAT) for w, nxt in zip(words, [*words[1:], ""]))
-
-
-def _prevents(words: list[str]) -> bool:
-    if any(w in PREVENT_WORDS for w in words):
-        return True
+def _keeps_away(words: list[str]) -> bool:
+    """"keep X from ...", "keep X out of ...": prevention without a prevention word."""
     keep = next((i for i, w in enumerate(words) if w in KEEP_WORDS), None)
     return keep is not None and any(w in KEEP_AWAY_WORDS for w in words[keep + 1:])
 
