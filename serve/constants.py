@@ -129,6 +129,7 @@ CACHE_SOCKET_TIMEOUT_S = 0.1
 CACHE_MAX_CONNECTIONS = 64
 CACHE_RETRY_INTERVAL_S = 1.0  # after a store failure, bypass this long before trying again
 CACHE_WARNING_INTERVAL_S = 30.0  # at most one warning per degraded operation per interval
+CACHE_COALESCE_WAIT_S = 60.0  # a follower waits this long for the identical request in flight
 CACHE_REPLAY_CHUNK_CHARS = 256  # a replayed stream carries text in pieces of at most this size
 CACHE_KEY_PREFIX = "frugal:cache:v1"
 SEMANTIC_THRESHOLD = 0.84  # with the guard; chosen by scripts/eval_semantic_cache.py, see docs/cache.md

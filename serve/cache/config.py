@@ -10,6 +10,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from serve.constants import (
+    CACHE_COALESCE_WAIT_S,
     CACHE_KEY_PREFIX,
     CACHE_MAX_BYTES,
     CACHE_MAX_CONNECTIONS,
@@ -68,6 +69,15 @@ class CacheConfig(_Strict):
         default=CACHE_RETRY_INTERVAL_S, description="after a Redis failure, bypass the cache this long before trying again"
     )
     warning_interval_s: Annotated[float, Field(ge=0)] = CACHE_WARNING_INTERVAL_S
+    coalesce: bool = Field(
+        default=True, description="identical cacheable misses on one replica: one goes to the engine, the rest wait for its answer"
+    )
+    coalesce_streams: bool = Field(
+        default=False, description="streamed requests wait too (they trade time to first token for engine time)"
+    )
+    coalesce_wait_s: Annotated[float, Field(gt=0)] = Field(
+        default=CACHE_COALESCE_WAIT_S, description="the longest a request waits for the identical one in flight"
+    )
     semantic: SemanticConfig = Field(default_factory=SemanticConfig)
 
     @model_validator(mode="after")

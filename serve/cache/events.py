@@ -7,7 +7,7 @@ from collections import Counter
 from typing import Literal, Protocol
 
 CacheStatus = Literal["hit", "miss", "bypass"]
-MatchKind = Literal["exact", "semantic"]
+MatchKind = Literal["exact", "semantic", "coalesced"]
 
 
 class CacheEvents(Protocol):

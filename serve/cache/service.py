@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import numpy as np
 from pydantic import ValidationError
 
+from serve.cache.coalesce import Flight, Flights
 from serve.cache.config import CacheConfig
 from serve.cache.controls import CacheControls
 from serve.cache.degrade import Breaker, RateLimitedWarning
@@ -84,6 +85,7 @@ class CacheLookup:
     match: MatchKind | None = None
     similarity: float | None = None
     plan: StorePlan | None = None  # None: the answer to this request is not to be stored
+    flight: Flight | None = None  # set when this miss leads identical requests (serve/cache/coalesce.py)
 
     @property
     def cost_avoided_usd(self) -> float:
@@ -119,6 +121,7 @@ class ResponseCache:
         self.events = events
         self.clock = clock
         self.index = SemanticIndex(store, config.semantic.index_max_vectors, clock)
+        self.flights = Flights(config.coalesce_wait_s)
         self._store_breaker = Breaker("store", config.retry_interval_s, config.warning_interval_s, events)
         self._embed_breaker = Breaker("embedder", config.retry_interval_s, config.warning_interval_s, events)
         self._bad_entries = RateLimitedWarning("entries", config.warning_interval_s, events)
@@ -156,22 +159,59 @@ class ResponseCache:
         semantic = self._semantic_plan(cache_endpoint, data, namespace)  # only now: exact hits skip it
         plan = plan_with(semantic)
         if semantic is None:
-            return CacheLookup("miss", plan=plan)
+            return await self._miss(key, cache_endpoint, data, controls, plan)
 
         vector = await self._embed(semantic.text)
         if vector is None:
-            return CacheLookup("miss", plan=plan)
+            return await self._miss(key, cache_endpoint, data, controls, plan)
         semantic = replace(semantic, vector=vector)
         plan = replace(plan, semantic=semantic) if plan is not None else None
         hit = await self._semantic_hit(semantic, vector, cache_endpoint, controls)
         if hit is not None:
             return CacheLookup("hit", hit[0], "semantic", hit[1])
-        return CacheLookup("miss", plan=plan)
+        return await self._miss(key, cache_endpoint, data, controls, plan)
+
+    async def _miss(
+        self, key: str, endpoint: CacheEndpoint, data: dict[str, Any], controls: CacheControls, plan: StorePlan | None
+    ) -> CacheLookup:
+        """A miss of ``key``: lead it (the caller goes to the engine and stores), or, while an
+        identical request is in flight, wait for it and answer from what it stored."""
+        if not self.config.coalesce:
+            return CacheLookup("miss", plan=plan)
+        follows = self.config.coalesce_streams or not data.get("stream")
+        deadline = time.monotonic() + self.config.coalesce_wait_s
+        while True:
+            if plan is not None and (flight := self.flights.lead(key)) is not None:
+                return CacheLookup("miss", plan=plan, flight=flight)
+            remaining = deadline - time.monotonic()
+            if not follows or not self.flights.in_flight(key) or remaining <= 0:
+                return CacheLookup("miss", plan=plan)
+            if not await self.flights.wait(key, remaining):
+                return CacheLookup("miss", plan=plan)
+            ok, raw = await self._store_call("get", lambda: self.backend.get(key))
+            entry = self._usable(raw, endpoint, controls) if ok else None
+            if entry is not None:
+                return CacheLookup("hit", entry, "coalesced")
+            if not ok:
+                return CacheLookup("bypass")
+            # The leader stored nothing: lead now, or follow whoever did.
+
+    def release(self, lookup: CacheLookup | None) -> None:
+        """The request of ``lookup`` ends without (another) store: wake the identical requests
+        waiting for it. Idempotent; ``store`` releases too."""
+        if lookup is not None:
+            self.flights.land(lookup.flight)
 
     async def store(self, lookup: CacheLookup, entry: CacheEntry | None) -> bool:
         """Store ``entry`` as the answer to the looked-up request; True if written. A no-op
         (False) for a hit, a ``no-store`` or uncacheable request, no entry, an entry larger
         than ``max_entry_bytes``, or an unavailable store."""
+        try:
+            return await self._store(lookup, entry)
+        finally:
+            self.flights.land(lookup.flight)
+
+    async def _store(self, lookup: CacheLookup, entry: CacheEntry | None) -> bool:
         plan = lookup.plan
         if plan is None or entry is None:
             return False

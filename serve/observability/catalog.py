@@ -25,7 +25,7 @@ MetricKind = Literal["counter", "histogram", "gauge"]
 # The fixed label sets (a value outside them is recorded as "other").
 REQUEST_STATUSES: frozenset[str] = frozenset({"ok", "failed", "cancelled"})
 CACHE_RESULTS: frozenset[str] = frozenset({"hit", "miss", "bypass"})
-CACHE_MATCHES: frozenset[str] = frozenset({"exact", "semantic", "-"})
+CACHE_MATCHES: frozenset[str] = frozenset({"exact", "semantic", "coalesced", "-"})
 REJECT_REASONS: frozenset[str] = frozenset({
     "rate_limit_requests",  # requests per minute
     "rate_limit_tokens",  # tokens per minute

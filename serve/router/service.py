@@ -180,6 +180,7 @@ class RouterService:
             **resolved.tier_headers,
         }
         exits = AsyncExitStack()
+        lookup: CacheLookup | None = None
         try:
             lookup = await self.cache.lookup(endpoint, data, context.cache_namespace, controls)
             self.metrics.cache_lookup(model=resolved.model.name, result=lookup.status, match=lookup.match)
@@ -192,6 +193,7 @@ class RouterService:
             await exits.enter_async_context(self.tenants.gate.slot(context.priority, resolved.model.name))
             response = await self._dispatch(endpoint, parsed, estimate, outcome, finisher, exits, headers, lookup)
         except FrugalError as err:
+            self.cache.release(lookup)  # identical requests waiting for this one go on without it
             await exits.aclose()
             if err.body.code == "overloaded":  # the priority gate's queue is full
                 self.metrics.rejected(reason="queue_full", tier=context.tier_name)
@@ -199,6 +201,7 @@ class RouterService:
             err.headers = {**ticket.headers, **err.headers}
             raise
         except BaseException:
+            self.cache.release(lookup)
             await exits.aclose()
             await finisher.finish("cancelled")
             raise
@@ -304,10 +307,13 @@ class RouterService:
                     self.latency.observe(
                         call.pool.name, outcome.ttft_s * 1000, outcome.tpot_s * 1000 if outcome.tpot_s else None
                     )
-            if recorder is not None and status == "ok":  # only a stream that finished normally
-                entry = recorder.entry(outcome.cost_usd)
-                if entry is not None:
-                    await self.cache.store(lookup, entry)
+            try:
+                if recorder is not None and status == "ok":  # only a stream that finished normally
+                    entry = recorder.entry(outcome.cost_usd)
+                    if entry is not None:
+                        await self.cache.store(lookup, entry)
+            finally:
+                self.cache.release(lookup)  # stored or not, identical requests stop waiting
             await finisher.finish(status, usage.error.code if usage.error else None)
 
     def list_models(self) -> dict[str, Any]:

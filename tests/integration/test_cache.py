@@ -2,13 +2,16 @@
 the official ``openai`` client: hits repeat the answer exactly, any change of sampling
 parameters or system prompt misses, tenants are isolated, streams replay well formed and are
 stored only when they finished, the per-request controls (``extra_body={"cache": ...}``) work
-and reject bad values with a 400, a hit is in the ledger at cost 0 with its avoided cost, and
-a Redis outage only bypasses the cache."""
+and reject bad values with a 400, a hit is in the ledger at cost 0 with its avoided cost,
+identical requests in flight reach the engine once, and a Redis outage only bypasses the
+cache."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import openai
 import pytest
@@ -141,6 +144,24 @@ def test_per_request_controls(service, chat_model):
     assert [_chat(client, sampled)[0], _chat(client, sampled)[0]] == ["bypass", "bypass"]
     widened = [_chat(client, sampled, **{"allow-nondeterministic": True})[0] for _ in range(2)]
     assert widened == ["miss", "hit"]
+
+
+def test_identical_requests_in_flight_reach_the_engine_once(service, chat_model):
+    """A burst of one deterministic question: the first request goes to the engine, the others
+    wait for it and are answered from its entry (without coalescing all four would miss)."""
+    body = _fresh(chat_model, max_tokens=64)  # over a second of generation here: they overlap
+    barrier = threading.Barrier(4)
+
+    def one(_: int):
+        client = _client(service)
+        barrier.wait()
+        return _chat(client, body)
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(one, range(4)))
+    assert sorted(status for status, _, _ in results) == ["hit", "hit", "hit", "miss"]
+    assert len({completion.choices[0].message.content for _, completion, _ in results}) == 1
+    assert sum(headers["x-frugal-pool"] != "cache" for _, _, headers in results) == 1
 
 
 @pytest.mark.parametrize("cache", [
