@@ -224,11 +224,11 @@ def facts(text: str) -> Facts:
             entities.add(word)
     # Numbers and units enter the content as their value, so "first"/"1st" and "km"/"kilometres" are one word;
     # the words of a checked intent as one word each, so "stop"/"prevent" and "why"/"what makes" are no substitution.
+    intents = [_intent_word(w, previous) for w, previous in zip(words, ["", *words])]
     content = tuple(
-        v or UNITS.get(w) or _intent_word(w, words[i - 1] if i else "") or _stem(w)
-        for i, (w, v) in enumerate(zip(words, values)) if w not in STOPWORDS
+        v or UNITS.get(w) or intent or _stem(w)
+        for w, v, intent in zip(words, values, intents) if w not in STOPWORDS
     )
-    intents = {_intent_word(w, words[i - 1] if i else "") for i, w in enumerate(words)}
     prevents = "<prevent>" in intents or _keeps_away(words)
     return Facts(frozenset(numbers), negated, "<why>" in intents, prevents, frozenset(units),
                  frozenset(entities), frozenset(words), content)
